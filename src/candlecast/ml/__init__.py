@@ -1,0 +1,1 @@
+"""Forecasting: causal features, targets, training and evaluation. Pure functions, no I/O."""
