@@ -1,0 +1,398 @@
+"""Jobs over the store and the exchange: backfill, ingest, reconcile, import and export.
+
+Each job is recorded in job_runs with structured details. Candle windows are computed from the
+exchange's clock (GET /api/v3/time), never the local one, so a skewed local clock or a
+replaying exchange gives the same result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from candlecast.domain import Candle, interval_ms, iso_utc
+from candlecast.files import FileKind, describe, read_chunks
+from candlecast.store import candles as candle_store
+from candlecast.store import gaps as gap_store
+from candlecast.store import runs
+from candlecast.store.candles import Gap, WriteResult
+from candlecast.store.db import write_transaction
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+ProgressCallback = Callable[[int], None]
+
+
+class KlineSource(Protocol):
+    """What the jobs need from the exchange (exchange.rest.BinanceRest provides it)."""
+
+    def server_time(self) -> int: ...
+
+    def closed_kline_pages(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start_ms: int,
+        end_ms: int | None = None,
+        server_time_ms: int | None = None,
+    ) -> Iterator[list[Candle]]: ...
+
+
+def now_ms() -> int:
+    """The local wall clock in epoch ms; only for bookkeeping (job times, fetched_at)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class SyncReport:
+    """What a backfill, ingest or reconcile did."""
+
+    window_first: int
+    window_last: int
+    server_time: int
+    requested_ranges: int = 0
+    fetched: int = 0
+    written: WriteResult = field(default_factory=WriteResult)
+    unfillable: list[Gap] = field(default_factory=list)
+    calls: int = 0
+
+    def details(self) -> dict[str, Any]:
+        """The job-run details: plain JSON, no prose to parse."""
+        return {
+            "window_first": iso_utc(self.window_first),
+            "window_last": iso_utc(self.window_last),
+            "server_time": iso_utc(self.server_time),
+            "ranges": self.requested_ranges,
+            "calls": self.calls,
+            "fetched": self.fetched,
+            "inserted": self.written.inserted,
+            "repaired": self.written.repaired,
+            "enriched": self.written.enriched,
+            "unchanged": self.written.unchanged,
+            "repaired_sample": self.written.repaired_sample,
+            "unfillable_gaps": [
+                {
+                    "first": iso_utc(g.first_open_time),
+                    "last": iso_utc(g.last_open_time),
+                    "missing": g.missing,
+                }
+                for g in self.unfillable
+            ],
+        }
+
+
+@contextmanager
+def recorded_run(
+    engine: Engine, *, name: str, symbol: str | None, interval: str | None
+) -> Iterator[dict[str, Any]]:
+    """Records a job run around a block; the block fills the yielded details dict."""
+    run_id = runs.start_run(
+        engine, name=name, symbol=symbol, interval=interval, started_at=now_ms()
+    )
+    details: dict[str, Any] = {}
+    try:
+        yield details
+    except BaseException as exc:
+        details["error"] = str(exc) or type(exc).__name__
+        details["error_type"] = type(exc).__name__
+        runs.finish_run(
+            engine, run_id=run_id, status=runs.FAILED, finished_at=now_ms(), details=details
+        )
+        raise
+    status = runs.SKIPPED if details.get("skipped") else runs.OK
+    runs.finish_run(engine, run_id=run_id, status=status, finished_at=now_ms(), details=details)
+    details["run_id"] = run_id
+
+
+def closed_window(server_time: int, interval: str, days: int) -> tuple[int, int]:
+    """(first, last) open_time of the closed candles in the last `days` days of server time."""
+    step = interval_ms(interval)
+    last = (server_time - step) // step * step
+    earliest = server_time - days * DAY_MS
+    first = -(-earliest // step) * step
+    return first, last
+
+
+def _calls(source: KlineSource) -> int:
+    stats = getattr(source, "stats", None)
+    return int(getattr(stats, "calls", 0))
+
+
+def _fetch_ranges(
+    engine: Engine,
+    source: KlineSource,
+    *,
+    symbol: str,
+    interval: str,
+    ranges: list[tuple[int, int]],
+    report: SyncReport,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Fetches each range, writes it atomically per page batch, and records unfillable holes."""
+    step = interval_ms(interval)
+    for first, last in ranges:
+        received: list[int] = []
+        pages = source.closed_kline_pages(
+            symbol, interval, start_ms=first, end_ms=last, server_time_ms=report.server_time
+        )
+        for page in pages:
+            if not page:
+                continue
+            with write_transaction(engine) as connection:
+                written = candle_store.upsert_candles(
+                    connection,
+                    symbol=symbol,
+                    interval=interval,
+                    rows=candle_store.rows_from_candles(page),
+                    source="rest",
+                    fetched_at=now_ms(),
+                )
+            report.written.add(written)
+            report.fetched += len(page)
+            received.extend(candle.open_time for candle in page)
+            if on_progress is not None:
+                on_progress(len(page))
+        holes = _holes(first, last, received, step)
+        if holes:
+            with write_transaction(engine) as connection:
+                for hole in holes:
+                    gap_store.record_unfillable(
+                        connection,
+                        symbol=symbol,
+                        interval=interval,
+                        gap=hole,
+                        checked_at=report.server_time,
+                    )
+            report.unfillable.extend(holes)
+
+
+def _holes(first: int, last: int, received: list[int], step: int) -> list[Gap]:
+    """Sub-ranges of [first, last] the exchange returned no candle for."""
+    holes: list[Gap] = []
+    expected = first
+    for open_time in sorted(received):
+        if open_time > expected:
+            holes.append(Gap(expected, open_time - step, (open_time - expected) // step))
+        expected = max(expected, open_time + step)
+    if expected <= last:
+        holes.append(Gap(expected, last, (last - expected) // step + 1))
+    return holes
+
+
+def _subtract_known(
+    ranges: list[tuple[int, int]], known: list[Gap], step: int
+) -> list[tuple[int, int]]:
+    """Removes known unfillable gaps from the ranges still to fetch."""
+    remaining = ranges
+    for gap in known:
+        next_ranges: list[tuple[int, int]] = []
+        for first, last in remaining:
+            if gap.last_open_time < first or gap.first_open_time > last:
+                next_ranges.append((first, last))
+                continue
+            if first < gap.first_open_time:
+                next_ranges.append((first, gap.first_open_time - step))
+            if gap.last_open_time < last:
+                next_ranges.append((gap.last_open_time + step, last))
+        remaining = next_ranges
+    return remaining
+
+
+def sync_missing(
+    engine: Engine,
+    source: KlineSource,
+    *,
+    symbol: str,
+    interval: str,
+    days: int,
+    extend_to_last_stored: bool,
+    on_progress: ProgressCallback | None = None,
+) -> SyncReport:
+    """Fetches only what is missing in the window (and, for ingest, since the last candle)."""
+    calls_before = _calls(source)
+    server_time = source.server_time()
+    first, last = closed_window(server_time, interval, days)
+    step = interval_ms(interval)
+    with engine.connect() as connection:
+        if extend_to_last_stored:
+            newest = candle_store.last_open_time(connection, symbol=symbol, interval=interval)
+            if newest is not None and newest + step < first:
+                first = newest + step
+        ranges = candle_store.missing_ranges(
+            connection, symbol=symbol, interval=interval, first=first, last=last
+        )
+        known = gap_store.list_unfillable(
+            connection, symbol=symbol, interval=interval, start=first, end=last
+        )
+    ranges = _subtract_known(ranges, known, step)
+    report = SyncReport(window_first=first, window_last=last, server_time=server_time)
+    report.requested_ranges = len(ranges)
+    _fetch_ranges(
+        engine,
+        source,
+        symbol=symbol,
+        interval=interval,
+        ranges=ranges,
+        report=report,
+        on_progress=on_progress,
+    )
+    report.calls = _calls(source) - calls_before
+    return report
+
+
+def backfill(
+    engine: Engine,
+    source: KlineSource,
+    *,
+    symbol: str,
+    interval: str,
+    days: int,
+    on_progress: ProgressCallback | None = None,
+) -> SyncReport:
+    """Fills the last `days` days of closed candles, fetching only what is missing."""
+    with recorded_run(engine, name="backfill", symbol=symbol, interval=interval) as details:
+        details["days"] = days
+        report = sync_missing(
+            engine,
+            source,
+            symbol=symbol,
+            interval=interval,
+            days=days,
+            extend_to_last_stored=False,
+            on_progress=on_progress,
+        )
+        details.update(report.details())
+    return report
+
+
+def ingest(
+    engine: Engine,
+    source: KlineSource,
+    *,
+    symbol: str,
+    interval: str,
+    days: int,
+    on_progress: ProgressCallback | None = None,
+) -> SyncReport:
+    """Fetches everything since the last stored candle, and repairs gaps inside the window."""
+    with recorded_run(engine, name="ingest", symbol=symbol, interval=interval) as details:
+        report = sync_missing(
+            engine,
+            source,
+            symbol=symbol,
+            interval=interval,
+            days=days,
+            extend_to_last_stored=True,
+            on_progress=on_progress,
+        )
+        details.update(report.details())
+    return report
+
+
+def reconcile(
+    engine: Engine,
+    source: KlineSource,
+    *,
+    symbol: str,
+    interval: str,
+    days: int,
+    on_progress: ProgressCallback | None = None,
+) -> SyncReport:
+    """Re-fetches the whole window and repairs every stored candle that differs or is missing."""
+    with recorded_run(engine, name="reconcile", symbol=symbol, interval=interval) as details:
+        calls_before = _calls(source)
+        server_time = source.server_time()
+        first, last = closed_window(server_time, interval, days)
+        report = SyncReport(window_first=first, window_last=last, server_time=server_time)
+        report.requested_ranges = 1
+        with engine.connect() as connection:
+            known = gap_store.list_unfillable(
+                connection, symbol=symbol, interval=interval, start=first, end=last
+            )
+        _fetch_ranges(
+            engine,
+            source,
+            symbol=symbol,
+            interval=interval,
+            ranges=[(first, last)],
+            report=report,
+            on_progress=on_progress,
+        )
+        still_missing = {gap.first_open_time for gap in report.unfillable}
+        with write_transaction(engine) as connection:
+            for gap in known:
+                if gap.first_open_time not in still_missing:
+                    gap_store.forget(
+                        connection,
+                        symbol=symbol,
+                        interval=interval,
+                        first_open_time=gap.first_open_time,
+                    )
+        report.calls = _calls(source) - calls_before
+        details.update(report.details())
+        details["checked"] = report.fetched
+        details["missing_filled"] = report.written.inserted
+    return report
+
+
+@dataclass
+class ImportReport:
+    """What importing one file did."""
+
+    path: str
+    symbol: str
+    interval: str
+    source: str
+    written: WriteResult
+
+
+def import_file(
+    engine: Engine,
+    *,
+    path: Path,
+    symbol: str | None,
+    interval: str | None,
+    fallback: tuple[str, str] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> ImportReport:
+    """Loads one dump or CSV file in one transaction: all of it, or nothing."""
+    kind: FileKind = describe(path, symbol=symbol, interval=interval, fallback=fallback)
+    with recorded_run(engine, name="import", symbol=kind.symbol, interval=kind.interval) as details:
+        details["path"] = str(path)
+        written = WriteResult()
+        fetched_at = now_ms()
+        with write_transaction(engine) as connection:
+            for chunk in read_chunks(kind):
+                written.add(
+                    candle_store.upsert_candles(
+                        connection,
+                        symbol=kind.symbol,
+                        interval=kind.interval,
+                        rows=chunk,
+                        source=kind.source,
+                        fetched_at=fetched_at,
+                    )
+                )
+                if on_progress is not None:
+                    on_progress(len(chunk))
+        details.update(
+            {
+                "source": kind.source,
+                "rows": written.received,
+                "inserted": written.inserted,
+                "repaired": written.repaired,
+                "enriched": written.enriched,
+                "unchanged": written.unchanged,
+                "repaired_sample": written.repaired_sample,
+            }
+        )
+    return ImportReport(str(path), kind.symbol, kind.interval, kind.source, written)

@@ -1,0 +1,132 @@
+"""Engines and migrations: SQLite in WAL mode, or PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from candlecast.domain import ConfigError, StoreError
+
+# An arbitrary, fixed key: migrations from several replicas at once are serialised on it.
+_MIGRATION_LOCK_KEY = 0x63616E646C65  # "candle"
+
+
+def normalize_url(database_url: str) -> URL:
+    """Parses a database URL and routes plain PostgreSQL URLs to psycopg 3."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError as exc:
+        raise ConfigError(f"CANDLECAST_DATABASE_URL is not a database URL: {exc}") from None
+    if url.drivername in {"postgres", "postgresql"}:
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigError(
+            f"unsupported database {url.get_backend_name()!r}; use sqlite:/// or postgresql://"
+        )
+    return url
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for in-memory and non-SQLite URLs."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(url.database))
+
+
+def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINTs; take it over.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _on_sqlite_begin(connection: Any) -> None:
+    # Writers ask for IMMEDIATE: a deferred transaction that upgrades to a write fails at
+    # once with SQLITE_BUSY when another process wrote meanwhile, whatever busy_timeout says.
+    mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_store_engine(database_url: str, *, pool: bool = True) -> Engine:
+    """Builds an engine for the URL with the session settings candlecast relies on."""
+    url = normalize_url(database_url)
+    kwargs: dict[str, Any] = {"future": True}
+    if url.get_backend_name() == "sqlite":
+        path = sqlite_path(url)
+        if path is not None and not path.parent.exists():
+            raise ConfigError(f"the folder for the SQLite database does not exist: {path.parent}")
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if not pool:
+            kwargs["poolclass"] = NullPool
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+    # Pin the session to UTC so that no timestamptz arithmetic can ever shift with the server.
+    options = " ".join(filter(None, [str(url.query.get("options", "")), "-c timezone=UTC"]))
+    url = url.difference_update_query(["options"])
+    kwargs["connect_args"] = {"options": options, "connect_timeout": 10}
+    kwargs["pool_pre_ping"] = True
+    if not pool:
+        kwargs["poolclass"] = NullPool
+    return create_engine(url, **kwargs)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: IMMEDIATE on SQLite, so writers queue instead of failing."""
+    with engine.connect() as connection:
+        with connection.execution_options(sqlite_begin="IMMEDIATE").begin():
+            yield connection
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "candlecast.store:migrations")
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration the code knows."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise StoreError("no migrations found")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at, or None for an empty database."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> str:
+    """Migrates the database to the newest schema; safe to call from several replicas."""
+    config = _alembic_config()
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except OperationalError as exc:
+        raise StoreError(f"cannot reach the database to migrate it: {exc.orig}") from None
+    return head_revision()

@@ -1,0 +1,175 @@
+"""SQLAlchemy tables. Alembic (store/migrations) owns the schema; these mirror it.
+
+Times are BIGINT epoch milliseconds UTC, so nothing depends on a server's or session's
+timezone. Prices and volumes are NUMERIC on PostgreSQL (which keeps the exchange's scale,
+"97592.0" stays "97592.0") and TEXT on SQLite; both round-trip the exchange's strings exactly.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+metadata = MetaData()
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A decimal stored exactly: NUMERIC on PostgreSQL, the decimal string on SQLite."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(asdecimal=True))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "postgresql":
+            return value if isinstance(value, Decimal) else Decimal(str(value))
+        return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+CANDLE_VALUE_COLUMNS = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base",
+    "taker_buy_quote",
+)
+
+candles = Table(
+    "candles",
+    metadata,
+    Column("symbol", String(20), primary_key=True),
+    Column("interval", String(4), primary_key=True),
+    Column("open_time", BigInteger, primary_key=True, autoincrement=False),
+    Column("open", ExactDecimal, nullable=False),
+    Column("high", ExactDecimal, nullable=False),
+    Column("low", ExactDecimal, nullable=False),
+    Column("close", ExactDecimal, nullable=False),
+    Column("volume", ExactDecimal, nullable=False),
+    Column("close_time", BigInteger, nullable=False),
+    Column("quote_volume", ExactDecimal, nullable=True),
+    Column("trades", BigInteger, nullable=True),
+    Column("taker_buy_base", ExactDecimal, nullable=True),
+    Column("taker_buy_quote", ExactDecimal, nullable=True),
+    # Provenance: rest, ws, archive (data.binance.vision dump) or file (a CSV with a header).
+    Column("source", String(8), nullable=False),
+    Column("fetched_at", BigInteger, nullable=False),
+)
+
+known_gaps = Table(
+    "known_gaps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("symbol", String(20), nullable=False),
+    Column("interval", String(4), nullable=False),
+    # The first and last missing open_time, inclusive.
+    Column("first_open_time", BigInteger, nullable=False),
+    Column("last_open_time", BigInteger, nullable=False),
+    Column("detected_at", BigInteger, nullable=False),
+    Column("checked_at", BigInteger, nullable=False),
+    UniqueConstraint("symbol", "interval", "first_open_time", name="uq_known_gaps_start"),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(32), nullable=False),
+    Column("symbol", String(20), nullable=True),
+    Column("interval", String(4), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("details", JSON, nullable=False),
+    Column("host", String(128), nullable=True),
+    Index("ix_job_runs_name_started", "name", "started_at"),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("symbol", String(20), nullable=False),
+    Column("interval", String(4), nullable=False),
+    Column("algorithm", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("train_start", BigInteger, nullable=False),
+    Column("train_end", BigInteger, nullable=False),
+    Column("data_fingerprint", String(64), nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decision", JSON, nullable=True),
+    Index("ix_models_pair_status", "symbol", "interval", "status"),
+)
+
+model_artifacts = Table(
+    "model_artifacts",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+)
+
+forecasts = Table(
+    "forecasts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, nullable=False),
+    Column("symbol", String(20), nullable=False),
+    Column("interval", String(4), nullable=False),
+    Column("made_at", BigInteger, nullable=False),
+    Column("asof_open_time", BigInteger, nullable=False),
+    Column("target_open_time", BigInteger, nullable=False),
+    Column("asof_close", ExactDecimal, nullable=False),
+    Column("pred_open", ExactDecimal, nullable=False),
+    Column("pred_high", ExactDecimal, nullable=False),
+    Column("pred_low", ExactDecimal, nullable=False),
+    Column("pred_close", ExactDecimal, nullable=False),
+    Column("pred_range", ExactDecimal, nullable=False),
+    Column("close_lo", ExactDecimal, nullable=False),
+    Column("close_hi", ExactDecimal, nullable=False),
+    Column("interval_level", ExactDecimal, nullable=False),
+    Column("prob_up", ExactDecimal, nullable=False),
+    # Filled in once, when the target candle has closed; never before.
+    Column("real_open", ExactDecimal, nullable=True),
+    Column("real_high", ExactDecimal, nullable=True),
+    Column("real_low", ExactDecimal, nullable=True),
+    Column("real_close", ExactDecimal, nullable=True),
+    Column("scored_at", BigInteger, nullable=True),
+    UniqueConstraint("model_id", "target_open_time", name="uq_forecasts_model_target"),
+    Index("ix_forecasts_pair_target", "symbol", "interval", "target_open_time"),
+)
