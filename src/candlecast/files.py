@@ -190,13 +190,13 @@ def _validate_chunk(frame: pd.DataFrame, *, kind: FileKind, first_line: int) -> 
     )
 
 
-def read_chunks(kind: FileKind, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[CandleRow]]:
+def read_chunks(kind: FileKind, *, chunk_rows: int | None = None) -> Iterator[list[CandleRow]]:
     """Yields validated rows of a file, chunk by chunk; raises DataFileError naming the line."""
     options: dict[str, Any] = {
         "dtype": str,
         "keep_default_na": False,
         "na_values": [],
-        "chunksize": chunk_rows,
+        "chunksize": chunk_rows or CHUNK_ROWS,
         "skip_blank_lines": True,
     }
     if not kind.has_header:
