@@ -28,6 +28,8 @@ from candlecast.store.db import write_transaction
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+# Candles per write transaction: big enough that commits (an fsync each) stay rare.
+WRITE_BATCH = 10_000
 ProgressCallback = Callable[[int], None]
 
 
@@ -141,26 +143,19 @@ def _fetch_ranges(
     step = interval_ms(interval)
     for first, last in ranges:
         received: list[int] = []
+        pending: list[Candle] = []
         pages = source.closed_kline_pages(
             symbol, interval, start_ms=first, end_ms=last, server_time_ms=report.server_time
         )
         for page in pages:
-            if not page:
-                continue
-            with write_transaction(engine) as connection:
-                written = candle_store.upsert_candles(
-                    connection,
-                    symbol=symbol,
-                    interval=interval,
-                    rows=candle_store.rows_from_candles(page),
-                    source="rest",
-                    fetched_at=now_ms(),
-                )
-            report.written.add(written)
-            report.fetched += len(page)
+            pending.extend(page)
             received.extend(candle.open_time for candle in page)
-            if on_progress is not None:
+            if len(pending) >= WRITE_BATCH:
+                _write_batch(engine, symbol=symbol, interval=interval, batch=pending, report=report)
+                pending = []
+            if on_progress is not None and page:
                 on_progress(len(page))
+        _write_batch(engine, symbol=symbol, interval=interval, batch=pending, report=report)
         holes = _holes(first, last, received, step)
         if holes:
             with write_transaction(engine) as connection:
@@ -173,6 +168,25 @@ def _fetch_ranges(
                         checked_at=report.server_time,
                     )
             report.unfillable.extend(holes)
+
+
+def _write_batch(
+    engine: Engine, *, symbol: str, interval: str, batch: list[Candle], report: SyncReport
+) -> None:
+    """Writes fetched candles in one transaction; each batch lands whole or not at all."""
+    if not batch:
+        return
+    with write_transaction(engine) as connection:
+        written = candle_store.upsert_candles(
+            connection,
+            symbol=symbol,
+            interval=interval,
+            rows=candle_store.rows_from_candles(batch),
+            source="rest",
+            fetched_at=now_ms(),
+        )
+    report.written.add(written)
+    report.fetched += len(batch)
 
 
 def _holes(first: int, last: int, received: list[int], step: int) -> list[Gap]:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Float, Text, and_, cast, func, select
+from sqlalchemy.exc import IntegrityError
 
 from candlecast.domain import Candle, format_decimal, interval_ms
 from candlecast.store.tables import candles
@@ -201,7 +202,11 @@ def upsert_candles(
         to_write.append(row)
     if to_write:
         if connection.dialect.name == "postgresql":
-            _write_postgresql(connection, symbol, interval, to_write, source, fetched_at)
+            copied = not stored and _copy_new_postgresql(
+                connection, symbol, interval, to_write, source, fetched_at
+            )
+            if not copied:
+                _write_postgresql(connection, symbol, interval, to_write, source, fetched_at)
         else:
             _write_sqlite(connection, symbol, interval, to_write, source, fetched_at)
     if result.repaired:
@@ -244,6 +249,36 @@ def _write_sqlite(
     connection.exec_driver_sql(statement, params)
 
 
+def _copy_rows(connection: Connection, table: str, rows: Iterable[tuple[object, ...]]) -> None:
+    columns = ", ".join(f'"{name}"' for name in _ALL_COLUMNS)
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # type: ignore[union-attr]
+        for row in rows:
+            copy.write_row(row)
+
+
+def _copy_new_postgresql(
+    connection: Connection,
+    symbol: str,
+    interval: str,
+    rows: Sequence[CandleRow],
+    source: str,
+    fetched_at: int,
+) -> bool:
+    """COPYs rows straight into candles when none of them can exist yet; False on a race."""
+    savepoint = connection.begin_nested()
+    try:
+        _copy_rows(
+            connection, "candles", ((symbol, interval, *r, source, fetched_at) for r in rows)
+        )
+    except IntegrityError:
+        # Another writer stored some of these candles meanwhile: take the upsert path.
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
+
+
 def _write_postgresql(
     connection: Connection,
     symbol: str,
@@ -259,11 +294,9 @@ def _write_postgresql(
         "CREATE TEMP TABLE IF NOT EXISTS candles_stage "
         "(LIKE candles INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    raw = connection.connection.driver_connection
-    with raw.cursor() as cursor:  # type: ignore[union-attr]
-        with cursor.copy(f"COPY candles_stage ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row((symbol, interval, *row, source, fetched_at))
+    _copy_rows(
+        connection, "candles_stage", ((symbol, interval, *r, source, fetched_at) for r in rows)
+    )
     connection.exec_driver_sql(
         f"INSERT INTO candles ({columns}) SELECT {columns} FROM candles_stage "
         f'ON CONFLICT ("symbol", "interval", "open_time") DO UPDATE SET '

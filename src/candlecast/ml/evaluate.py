@@ -1,0 +1,239 @@
+"""Scoring of (forecast, realized) pairs and rolling-origin walk-forward evaluation.
+
+`score_pairs` is the one place the report's metrics are computed; walk_forward pools every fold's
+test pairs through it, and prospective_metrics runs the prediction ledger's pairs through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from candlecast.domain import iso_utc
+from candlecast.ml.baselines import BASELINE_NAMES
+from candlecast.ml.features import FEATURE_WINDOW
+from candlecast.ml.metrics import (
+    accuracy,
+    brier,
+    ece,
+    log_loss,
+    mae,
+    mape,
+    rmse,
+    skill,
+    smape,
+    wda,
+    wilson_interval,
+)
+from candlecast.ml.train import TrainParams, resolve_params, train
+
+DAY_MS: Final = 86_400_000
+TARGET_NAMES: Final = ("open", "high", "low", "close", "range")
+REALIZED_COLUMNS: Final = ("open", "high", "low", "close")
+
+
+def _num(x: float) -> float | None:
+    # JSON has no NaN: an undefined metric (e.g. no pairs) is reported as null.
+    return float(x) if np.isfinite(x) else None
+
+
+def score_pairs(pairs: pd.DataFrame, *, interval_level: float = 0.9) -> dict[str, Any]:
+    """Scores joined forecast/realized rows: targets, close_interval and direction blocks.
+
+    `pairs` holds the prediction columns (see bundle.PREDICTION_COLUMNS) plus the realized
+    real_open, real_high, real_low, real_close and real_range of the forecast candle.
+    Rows with no realized candle are ignored.
+    """
+    pairs = pairs[pairs["real_close"].notna()]
+    targets: dict[str, dict[str, Any]] = {}
+    for name in TARGET_NAMES:
+        real = pairs[f"real_{name}"].to_numpy(dtype="float64")
+        pred = pairs[f"{name}_next"].to_numpy(dtype="float64")
+        model_mae = mae(real, pred)
+        base_mae = mae(real, pairs[f"base_{name}_next"].to_numpy(dtype="float64"))
+        targets[name] = {
+            "mae": _num(model_mae),
+            "rmse": _num(rmse(real, pred)),
+            "mape": _num(mape(real, pred)),
+            "smape": _num(smape(real, pred)),
+            "baseline": BASELINE_NAMES[name],
+            "baseline_mae": _num(base_mae),
+            "skill": _num(skill(model_mae, base_mae)),
+        }
+    real_close = pairs["real_close"].to_numpy(dtype="float64")
+    lo = pairs["close_lo"].to_numpy(dtype="float64")
+    hi = pairs["close_hi"].to_numpy(dtype="float64")
+    covered = (real_close >= lo) & (real_close <= hi)
+    close_interval = {
+        "level": interval_level,
+        "coverage": _num(float(covered.mean()) if len(covered) else np.nan),
+        "mean_width": _num(float(np.mean(hi - lo)) if len(hi) else np.nan),
+    }
+    last_close = pairs["last_close"].to_numpy(dtype="float64")
+    up = (real_close > last_close).astype("float64")
+    prob = pairs["prob_up"].to_numpy(dtype="float64")
+    acc, hits, n = accuracy(up, prob > 0.5)
+    ci = wilson_interval(hits, n)
+    direction = {
+        "n": n,
+        "accuracy": _num(acc),
+        "accuracy_ci95": [_num(ci[0]), _num(ci[1])],
+        "brier": _num(brier(up, prob)),
+        "brier_baseline": _num(brier(up, pairs["base_prob_up"].to_numpy(dtype="float64"))),
+        "log_loss": _num(log_loss(up, prob)),
+        "ece": _num(ece(up, prob)),
+        "wda": _num(wda(np.log(real_close / last_close), prob > 0.5)),
+    }
+    return {"targets": targets, "close_interval": close_interval, "direction": direction}
+
+
+def join_realized(predictions: pd.DataFrame, realized: pd.DataFrame) -> pd.DataFrame:
+    """Pairs each forecast with the candle it forecast (target_open_time == open_time)."""
+    real = realized[["open_time", *REALIZED_COLUMNS]].rename(
+        columns={c: f"real_{c}" for c in REALIZED_COLUMNS}
+    )
+    real = real.assign(real_range=real["real_high"] - real["real_low"])
+    real = real.rename(columns={"open_time": "target_open_time"})
+    return predictions.merge(real, on="target_open_time", how="inner", validate="many_to_one")
+
+
+def prospective_metrics(
+    predictions: pd.DataFrame, realized: pd.DataFrame, *, interval_level: float = 0.9
+) -> dict[str, Any]:
+    """Scores any window of stored forecasts against the candles that later closed.
+
+    `predictions` has bundle.PREDICTION_COLUMNS (as written to the ledger); `realized` is a candle
+    frame. Returns {"rows": N, "targets": ..., "close_interval": ..., "direction": ...}.
+    """
+    pairs = join_realized(predictions, realized)
+    return {"rows": len(pairs), **score_pairs(pairs, interval_level=interval_level)}
+
+
+def fold_plan(
+    open_times: np.ndarray,
+    *,
+    folds: int,
+    train_days: float,
+    interval_ms: int,
+    test_days: float | None = None,
+) -> list[dict[str, int]]:
+    """Rolling origins over [first, last]: per fold the train window and the test block (ms).
+
+    Fold k trains on [origin - purge - train_days, origin - purge) and tests on the candles in
+    [origin, test_end). purge = FEATURE_WINDOW intervals, so no test forecast's feature window
+    reaches a training candle. Test blocks are consecutive and end at the last candle; by default
+    they split everything after the first train window + purge equally.
+    """
+    if folds < 1 or train_days <= 0:
+        raise ValueError("folds must be >= 1 and train_days > 0")
+    first, end = int(open_times[0]), int(open_times[-1]) + interval_ms
+    purge = FEATURE_WINDOW * interval_ms
+    train_ms = round(train_days * DAY_MS / interval_ms) * interval_ms
+    earliest_origin = first + train_ms + purge
+    if test_days is None:
+        block = (end - earliest_origin) // folds // interval_ms * interval_ms
+    else:
+        block = round(test_days * DAY_MS / interval_ms) * interval_ms
+    if block <= 0 or end - folds * block < earliest_origin:
+        raise ValueError(
+            f"not enough data for {folds} folds after {train_days} training days: "
+            f"{(end - first) / DAY_MS:.1f} days available"
+        )
+    plan = []
+    for k in range(folds):
+        origin = end - (folds - k) * block
+        plan.append(
+            {
+                "fold": k,
+                "train_start_ms": origin - purge - train_ms,
+                "train_end_ms": origin - purge,
+                "test_start_ms": origin,
+                "test_end_ms": origin + block,
+            }
+        )
+    return plan
+
+
+def _fold_predictions(
+    frame: pd.DataFrame, times: np.ndarray, fold: Mapping[str, int], params: TrainParams
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    in_train = (times >= fold["train_start_ms"]) & (times < fold["train_end_ms"])
+    bundle = train(frame.loc[in_train].reset_index(drop=True), params)
+    step = params.interval_ms
+    # The forecast of the first test candle is made from the row before it; history from the end
+    # of the purge gap onward is enough for every feature and never includes a training candle.
+    history = (times >= fold["train_end_ms"]) & (times < fold["test_end_ms"] - step)
+    preds = bundle.predict(frame.loc[history].reset_index(drop=True))
+    keep = (preds["target_open_time"] >= fold["test_start_ms"]) & (
+        preds["target_open_time"] < fold["test_end_ms"]
+    )
+    info = {"train_rows": int(in_train.sum()), "weights": dict(bundle.weights)}
+    info["direction_weight"] = bundle.direction_weight
+    return preds.loc[keep], info
+
+
+def walk_forward(
+    frame: pd.DataFrame,
+    *,
+    folds: int,
+    train_days: float,
+    interval_ms: int,
+    params: TrainParams | Mapping[str, Any] | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    test_days: float | None = None,
+    symbol: str | None = None,
+    interval: str | None = None,
+) -> dict[str, Any]:
+    """Rolling-origin evaluation: each fold runs train() on its window and forecasts its block.
+
+    Restricts the frame to [start_ms, end_ms) first. Pooled metrics cover every fold's test
+    candles; per_fold repeats them per block with its boundaries.
+    """
+    p = resolve_params(params)
+    if p.interval_ms != interval_ms:
+        raise ValueError(f"params.interval {p.interval!r} does not match interval_ms")
+    times_all = frame["open_time"].to_numpy(dtype=np.int64)
+    keep = np.ones(len(frame), dtype=bool)
+    if start_ms is not None:
+        keep &= times_all >= start_ms
+    if end_ms is not None:
+        keep &= times_all < end_ms
+    data = frame.loc[keep].reset_index(drop=True)
+    times = data["open_time"].to_numpy(dtype=np.int64)
+    plan = fold_plan(times, folds=folds, train_days=train_days, interval_ms=interval_ms,
+                     test_days=test_days)  # fmt: skip
+    all_pairs = []
+    per_fold = []
+    for fold in plan:
+        preds, info = _fold_predictions(data, times, fold, p)
+        pairs = join_realized(preds, data)
+        all_pairs.append(pairs)
+        bounds = {
+            "start": iso_utc(fold["test_start_ms"]),
+            "end": iso_utc(fold["test_end_ms"]),
+            "train_start": iso_utc(fold["train_start_ms"]),
+            "train_end": iso_utc(fold["train_end_ms"]),
+        }
+        per_fold.append(
+            {
+                **fold,
+                **bounds,
+                **info,
+                "rows": len(pairs),
+                **score_pairs(pairs, interval_level=p.interval_level),
+            }
+        )
+    pooled = pd.concat(all_pairs, ignore_index=True)
+    return {
+        "symbol": symbol or p.symbol,
+        "interval": interval or p.interval,
+        "rows": len(pooled),
+        "folds": folds,
+        "train_days": train_days,
+        **score_pairs(pooled, interval_level=p.interval_level),
+        "per_fold": per_fold,
+    }

@@ -1,0 +1,276 @@
+"""Pure training: candle frame + params -> ModelBundle. No I/O, no clock, no global state.
+
+Procedure (see docs/model.md): features and targets on the whole frame; the most recent
+`val_fraction` of the labelled rows is held out. LightGBM L1 regressors (the conditional median of
+each target) and a binary classifier are fitted on the earlier rows only and are NOT refitted, so
+every validation figure, shrinkage weight, calibration map and conformal quantile describes the
+exact models that are deployed. Each regressor is blended with its naive baseline,
+  y = baseline + w * (model - baseline),
+w chosen on validation from a grid; w = 0 (pure baseline) unless the model beats the baseline on
+validation by at least `min_val_skill`. The direction probability is Platt-calibrated and shrunk
+toward climatology the same way, by Brier score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from candlecast.domain import INTERVAL_MS
+from candlecast.ml.baselines import baseline_returns
+from candlecast.ml.bundle import ModelBundle
+from candlecast.ml.calibration import apply_platt, fit_platt
+from candlecast.ml.features import FEATURE_NAMES, FEATURE_WINDOW, PRICE_COLUMNS, build_features
+from candlecast.ml.metrics import brier, mae, mape, skill, smape
+from candlecast.ml.targets import build_targets
+
+REGRESSION_TARGETS = ("open", "high", "low", "close", "range")
+_WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainParams:
+    """Hyperparameters and procedure settings; every field has a measured default."""
+
+    symbol: str = "BTCUSDT"
+    interval: str = "5m"
+    seed: int = 42
+    num_threads: int = 2
+    n_estimators: int = 150
+    learning_rate: float = 0.06
+    num_leaves: int = 15
+    min_data_in_leaf: int = 200
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.7
+    max_bin: int = 63
+    classifier_estimators: int = 100
+    val_fraction: float = 0.2
+    min_val_skill: float = 0.005
+    interval_level: float = 0.9
+    # The next open equals the last close to within a cent; a model cannot improve on that, so
+    # by default it is not fitted and the open forecast is persistence.
+    fit_open: bool = False
+    min_train_rows: int = 2 * FEATURE_WINDOW
+
+    @property
+    def interval_ms(self) -> int:
+        """The candle interval in milliseconds."""
+        return INTERVAL_MS[self.interval]
+
+
+def resolve_params(params: TrainParams | Mapping[str, Any] | None) -> TrainParams:
+    """Accepts TrainParams, a partial mapping of its fields (e.g. from JSON), or None."""
+    if params is None:
+        return TrainParams()
+    if isinstance(params, TrainParams):
+        return params
+    known = {f.name for f in fields(TrainParams)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"unknown training params {unknown}; known: {sorted(known)}")
+    return replace(TrainParams(), **dict(params))
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """sha256 over open_time and the OHLCV values, so a bundle names the exact data it saw."""
+    cols = ["open_time", *PRICE_COLUMNS, "volume"]
+    values = frame[cols].to_numpy(dtype="float64")
+    digest = hashlib.sha256()
+    digest.update(",".join(cols).encode())
+    digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
+
+
+def _lgb_params(p: TrainParams, objective: str) -> dict[str, Any]:
+    return {
+        "objective": objective,
+        "learning_rate": p.learning_rate,
+        "num_leaves": p.num_leaves,
+        "min_data_in_leaf": p.min_data_in_leaf,
+        "feature_fraction": p.feature_fraction,
+        "bagging_fraction": p.bagging_fraction,
+        "bagging_freq": 1,
+        "max_bin": p.max_bin,
+        "seed": p.seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": p.num_threads,
+        "verbose": -1,
+    }
+
+
+def to_level(name: str, y: np.ndarray, last_close: np.ndarray) -> np.ndarray:
+    """Maps a target's return-space values to its price level (see targets)."""
+    if name == "range":
+        return np.asarray(last_close * y)
+    sign = -1.0 if name == "low" else 1.0
+    return np.asarray(last_close * np.exp(sign * y))
+
+
+def _best_weight(
+    name: str,
+    y: np.ndarray,
+    base: np.ndarray,
+    model: np.ndarray,
+    last_close: np.ndarray,
+    min_skill: float,
+) -> tuple[float, dict[str, float]]:
+    """Returns the blend weight w and validation figures, all measured as price MAE."""
+    target = to_level(name, y, last_close)
+    base_mae = mae(target, to_level(name, base, last_close))
+    raw_mae = mae(target, to_level(name, model, last_close))
+    best_w, best_mae = 0.0, base_mae
+    for w in _WEIGHT_GRID[1:]:
+        err = mae(target, to_level(name, base + w * (model - base), last_close))
+        if err < best_mae:
+            best_w, best_mae = float(w), err
+    if not skill(best_mae, base_mae) >= min_skill:
+        best_w, best_mae = 0.0, base_mae
+    chosen = to_level(name, base + best_w * (model - base), last_close)
+    figures = {
+        "samples": float(np.isfinite(target).sum()),
+        "mape": mape(target, chosen),
+        "smape": smape(target, chosen),
+        "weight": best_w,
+        "mae": best_mae,
+        "baseline_mae": base_mae,
+        "skill": skill(best_mae, base_mae),
+        "raw_model_mae": raw_mae,
+        "raw_model_skill": skill(raw_mae, base_mae),
+    }
+    return best_w, figures
+
+
+@dataclass(slots=True)
+class _Split:
+    fit: np.ndarray
+    val: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _split(frame: pd.DataFrame, targets: pd.DataFrame, p: TrainParams) -> _Split:
+    labelled = np.flatnonzero(targets["y_close"].notna().to_numpy())
+    if len(labelled) < p.min_train_rows:
+        raise ValueError(
+            f"too few labelled rows to train: {len(labelled)} < {p.min_train_rows} "
+            f"(need consecutive candle pairs; is the window at least a few days?)"
+        )
+    n_val = max(round(len(labelled) * p.val_fraction), FEATURE_WINDOW // 2)
+    fit, val = labelled[:-n_val], labelled[-n_val:]
+    times = frame["open_time"].to_numpy(dtype=np.int64)
+    meta = {
+        "train_start_ms": int(times[0]),
+        "train_end_ms": int(times[-1]),
+        "fit_rows": len(fit),
+        "val_rows": len(val),
+        "validation_start_ms": int(times[val[0]]),
+    }
+    return _Split(fit=fit, val=val, meta=meta)
+
+
+def train(
+    frame: pd.DataFrame, params: TrainParams | Mapping[str, Any] | None = None
+) -> ModelBundle:
+    """Fits every model on the frame's candles and returns the bundle; pure and reproducible."""
+    p = resolve_params(params)
+    step = p.interval_ms
+    feats = build_features(frame, step)
+    targets = build_targets(frame, step)
+    base = baseline_returns(frame, step)
+    split = _split(frame, targets, p)
+    x_fit = feats.iloc[split.fit]
+    x_val = feats.iloc[split.val]
+    c_val = targets["last_close"].to_numpy()[split.val]
+
+    models: dict[str, str] = {}
+    weights: dict[str, float] = {}
+    validation: dict[str, dict[str, float]] = {}
+    val_pred: dict[str, np.ndarray] = {}
+    for name in REGRESSION_TARGETS:
+        col = f"y_{name}"
+        b_val = base[col].to_numpy()[split.val]
+        if name == "open" and not p.fit_open:
+            weights[name], val_pred[col] = 0.0, b_val
+            continue
+        y_all = targets[col].to_numpy()
+        booster = lgb.train(
+            _lgb_params(p, "l1"),
+            lgb.Dataset(x_fit, y_all[split.fit], feature_name=list(FEATURE_NAMES)),
+            num_boost_round=p.n_estimators,
+        )
+        raw = np.asarray(booster.predict(x_val))
+        w, figures = _best_weight(name, y_all[split.val], b_val, raw, c_val, p.min_val_skill)
+        models[name] = booster.model_to_string()
+        weights[name] = w
+        val_pred[col] = b_val + w * (raw - b_val)
+        validation[name] = figures
+
+    # Split-conformal interval for the close, normalised by the forecast range so it widens in
+    # volatile hours instead of being one width for all.
+    y_close_val = targets["y_close"].to_numpy()[split.val]
+    scale = np.maximum(val_pred["y_range"], 1e-6)
+    scores = np.sort(np.abs(y_close_val - val_pred["y_close"]) / scale)
+    rank = min(len(scores), math.ceil((len(scores) + 1) * p.interval_level))
+    conformal_q = float(scores[rank - 1])
+
+    up = targets["up"].to_numpy()
+    climatology = float(np.nanmean(up[np.concatenate([split.fit, split.val])]))
+    clf = lgb.train(
+        _lgb_params(p, "binary"),
+        lgb.Dataset(x_fit, up[split.fit], feature_name=list(FEATURE_NAMES)),
+        num_boost_round=p.classifier_estimators,
+    )
+    raw_up = np.asarray(clf.predict(x_val))
+    y_up = up[split.val]
+    # Calibrate on the first half of validation, judge the shrinkage on the second half, then
+    # refit the calibration on all of validation.
+    half = len(raw_up) // 2
+    a, b = fit_platt(raw_up[:half], y_up[:half])
+    cal_b = apply_platt(raw_up[half:], a, b)
+    clim_brier = brier(y_up[half:], np.full(len(cal_b), climatology))
+    best_w, best_brier = 0.0, clim_brier
+    for w in _WEIGHT_GRID[1:]:
+        score = brier(y_up[half:], climatology + w * (cal_b - climatology))
+        if score < best_brier:
+            best_w, best_brier = float(w), score
+    # Brier skill must clear the same margin as the regressors, else: climatology.
+    if not skill(best_brier, clim_brier) >= p.min_val_skill:
+        best_w, best_brier = 0.0, clim_brier
+    platt = fit_platt(raw_up, y_up)
+    validation["direction"] = {
+        "weight": best_w,
+        "brier": best_brier,
+        "brier_baseline": clim_brier,
+        "raw_brier": brier(y_up[half:], raw_up[half:]),
+    }
+    models["direction"] = clf.model_to_string()
+
+    meta = {
+        **split.meta,
+        "symbol": p.symbol,
+        "interval": p.interval,
+        "interval_ms": step,
+        "rows": len(frame),
+        "feature_window": FEATURE_WINDOW,
+        "data_fingerprint": data_fingerprint(frame),
+    }
+    return ModelBundle(
+        params=asdict(p),
+        feature_names=list(FEATURE_NAMES),
+        model_strings=models,
+        weights=weights,
+        platt=(float(platt[0]), float(platt[1])),
+        direction_weight=best_w,
+        climatology=climatology,
+        conformal_q=conformal_q,
+        interval_level=p.interval_level,
+        validation=validation,
+        meta=meta,
+    )

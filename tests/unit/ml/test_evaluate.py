@@ -1,0 +1,111 @@
+"""Walk-forward folds, the report schema and prospective scoring."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import candlecast.ml.evaluate as ev
+from candlecast.ml.features import FEATURE_WINDOW
+from candlecast.ml.train import train
+from tests.unit.ml.conftest import FAST_PARAMS, STEP, synthetic_frame
+
+TARGET_KEYS = {"mae", "rmse", "mape", "smape", "baseline", "baseline_mae", "skill"}
+DIRECTION_KEYS = {"n", "accuracy", "accuracy_ci95", "brier", "brier_baseline", "log_loss"}
+DIRECTION_KEYS |= {"ece", "wda"}
+
+
+def test_fold_plan_purges_and_never_overlaps() -> None:
+    times = synthetic_frame(12 * 288)["open_time"].to_numpy()
+    plan = ev.fold_plan(times, folds=4, train_days=5, interval_ms=STEP)
+    assert len(plan) == 4
+    for fold in plan:
+        assert fold["train_end_ms"] - fold["train_start_ms"] == 5 * 288 * STEP
+        assert fold["test_start_ms"] - fold["train_end_ms"] == FEATURE_WINDOW * STEP
+        assert fold["train_start_ms"] >= times[0]
+    for a, b in itertools.pairwise(plan):
+        assert a["test_end_ms"] == b["test_start_ms"]
+    assert plan[-1]["test_end_ms"] == times[-1] + STEP
+
+
+@pytest.fixture(scope="module")
+def report_and_calls() -> tuple[dict[str, Any], list[tuple[pd.DataFrame, pd.DataFrame]]]:
+    frame = synthetic_frame(10 * 288, seed=9)
+    calls: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+    real_train = train
+
+    class SpyBundle:
+        def __init__(self, bundle: Any, data: pd.DataFrame) -> None:
+            self._bundle, self._data = bundle, data
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._bundle, name)
+
+        def predict(self, pred_frame: pd.DataFrame) -> pd.DataFrame:
+            calls.append((self._data, pred_frame))
+            return self._bundle.predict(pred_frame)  # type: ignore[no-any-return]
+
+    def spy_train(data: pd.DataFrame, params: Any) -> Any:
+        return SpyBundle(real_train(data, params), data)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ev, "train", spy_train)
+        report = ev.walk_forward(
+            frame, folds=3, train_days=4, interval_ms=STEP, params=FAST_PARAMS, symbol="SYN"
+        )
+    return report, calls
+
+
+def test_no_test_candle_is_ever_in_a_training_window(report_and_calls: Any) -> None:
+    report, calls = report_and_calls
+    assert len(calls) == 3
+    for fold, (train_frame, pred_frame) in zip(report["per_fold"], calls, strict=True):
+        train_times = set(train_frame["open_time"])
+        last_train = max(train_times)
+        assert last_train < fold["test_start_ms"] - FEATURE_WINDOW * STEP
+        # Nothing the fold predicted from, nor any candle it forecast, was trained on.
+        assert not train_times & set(pred_frame["open_time"])
+        test_candles = range(fold["test_start_ms"], fold["test_end_ms"], STEP)
+        assert not train_times & set(test_candles)
+        assert min(pred_frame["open_time"]) > last_train
+
+
+def test_report_schema(report_and_calls: Any) -> None:
+    report, _ = report_and_calls
+    assert set(report) == {
+        "symbol", "interval", "rows", "folds", "train_days", "targets", "close_interval",
+        "direction", "per_fold",
+    }  # fmt: skip
+    assert report["symbol"] == "SYN" and report["interval"] == "5m"
+    assert set(report["targets"]) == {"open", "high", "low", "close", "range"}
+    for block in report["targets"].values():
+        assert set(block) == TARGET_KEYS
+    assert set(report["close_interval"]) == {"level", "coverage", "mean_width"}
+    assert set(report["direction"]) == DIRECTION_KEYS
+    assert len(report["per_fold"]) == 3
+    assert sum(f["rows"] for f in report["per_fold"]) == report["rows"]
+    for fold in report["per_fold"]:
+        assert {"start", "end", "targets", "close_interval", "direction"} <= set(fold)
+    # Random-walk closes: gated to persistence, so skill is exactly zero.
+    assert report["targets"]["close"]["skill"] == 0.0
+    assert 0.75 < report["close_interval"]["coverage"] < 1.0
+
+
+def test_prospective_metrics_matches_a_hand_built_pair() -> None:
+    frame = synthetic_frame(4 * 288, seed=11)
+    bundle = train(frame.iloc[: 3 * 288], FAST_PARAMS)
+    preds = bundle.predict(frame.iloc[: 3 * 288 + 50]).iloc[-50:]
+    out = ev.prospective_metrics(preds, frame)
+    real = frame.set_index("open_time").loc[preds["target_open_time"]]
+    assert out["rows"] == 50
+    expected = np.mean(np.abs(real["close"].to_numpy() - preds["close_next"].to_numpy()))
+    assert out["targets"]["close"]["mae"] == pytest.approx(expected)
+    up = real["close"].to_numpy() > preds["last_close"].to_numpy()
+    assert out["direction"]["n"] == 50
+    assert out["direction"]["brier"] == pytest.approx(np.mean((preds["prob_up"] - up) ** 2))
+    # A forecast whose candle has not closed yet is simply not scored.
+    assert ev.prospective_metrics(preds, frame.iloc[:10])["rows"] == 0
