@@ -21,7 +21,9 @@ POSTGRES_ENV = "CANDLECAST_TEST_POSTGRES_URL"
 def _postgres_url() -> str:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}, e.g. postgresql://postgres@127.0.0.1/test")
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_ENV}, e.g. postgresql://postgres@127.0.0.1/test"
+        )
     return url
 
 

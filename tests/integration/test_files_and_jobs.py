@@ -60,12 +60,8 @@ def test_import_then_export_round_trips_exactly(engine: Engine, name: str) -> No
 
 
 def test_eth_and_btc_live_side_by_side(engine: Engine) -> None:
-    eth = jobs.import_file(
-        engine, path=shared_data_path(FIXTURES[3]), symbol=None, interval=None
-    )
-    btc = jobs.import_file(
-        engine, path=shared_data_path(FIXTURES[1]), symbol=None, interval=None
-    )
+    eth = jobs.import_file(engine, path=shared_data_path(FIXTURES[3]), symbol=None, interval=None)
+    btc = jobs.import_file(engine, path=shared_data_path(FIXTURES[1]), symbol=None, interval=None)
     assert (eth.symbol, btc.symbol) == ("ETHUSDT", "BTCUSDT")
     with engine.connect() as connection:
         pairs = {(p.symbol, p.interval): p.count for p in store.summaries(connection)}

@@ -106,7 +106,10 @@ def test_gaps_and_missing_ranges(engine: Engine) -> None:
             connection, symbol="BTCUSDT", interval="5m", first=T0 - STEP, last=T0 + 11 * STEP
         )
         pairs = store.summaries(connection)
-    assert [(g.first_open_time, g.missing) for g in gaps] == [(T0 + 3 * STEP, 2), (T0 + 7 * STEP, 2)]
+    assert [(g.first_open_time, g.missing) for g in gaps] == [
+        (T0 + 3 * STEP, 2),
+        (T0 + 7 * STEP, 2),
+    ]
     assert ranges == [
         (T0 - STEP, T0 - STEP),
         (T0 + 3 * STEP, T0 + 4 * STEP),

@@ -164,6 +164,8 @@ forecasts = Table(
     Column("close_hi", ExactDecimal, nullable=False),
     Column("interval_level", ExactDecimal, nullable=False),
     Column("prob_up", ExactDecimal, nullable=False),
+    # The baselines' forecasts for the same candle, made at the same time, for honest skill.
+    Column("baselines", JSON, nullable=False),
     # Filled in once, when the target candle has closed; never before.
     Column("real_open", ExactDecimal, nullable=True),
     Column("real_high", ExactDecimal, nullable=True),

@@ -103,6 +103,7 @@ def upgrade() -> None:
         sa.Column("close_hi", ExactDecimal, nullable=False),
         sa.Column("interval_level", ExactDecimal, nullable=False),
         sa.Column("prob_up", ExactDecimal, nullable=False),
+        sa.Column("baselines", sa.JSON, nullable=False),
         sa.Column("real_open", ExactDecimal, nullable=True),
         sa.Column("real_high", ExactDecimal, nullable=True),
         sa.Column("real_low", ExactDecimal, nullable=True),

@@ -1,4 +1,4 @@
-"""Jobs over the store and the exchange: backfill, ingest, reconcile, import and export.
+"""Candle jobs over the store and the exchange: backfill, ingest, reconcile and import.
 
 Each job is recorded in job_runs with structured details. Candle windows are computed from the
 exchange's clock (GET /api/v3/time), never the local one, so a skewed local clock or a
@@ -8,9 +8,7 @@ replaying exchange gives the same result.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,15 +17,15 @@ from sqlalchemy import Engine
 
 from candlecast.domain import Candle, interval_ms, iso_utc
 from candlecast.files import FileKind, describe, read_chunks
+from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
 from candlecast.store import candles as candle_store
 from candlecast.store import gaps as gap_store
-from candlecast.store import runs
+from candlecast.store import ledger
 from candlecast.store.candles import Gap, WriteResult
 from candlecast.store.db import write_transaction
 
 log = logging.getLogger(__name__)
 
-DAY_MS = 86_400_000
 # Candles per write transaction: big enough that commits (an fsync each) stay rare.
 WRITE_BATCH = 10_000
 ProgressCallback = Callable[[int], None]
@@ -47,11 +45,6 @@ class KlineSource(Protocol):
         end_ms: int | None = None,
         server_time_ms: int | None = None,
     ) -> Iterator[list[Candle]]: ...
-
-
-def now_ms() -> int:
-    """The local wall clock in epoch ms; only for bookkeeping (job times, fetched_at)."""
-    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -90,29 +83,6 @@ class SyncReport:
                 for g in self.unfillable
             ],
         }
-
-
-@contextmanager
-def recorded_run(
-    engine: Engine, *, name: str, symbol: str | None, interval: str | None
-) -> Iterator[dict[str, Any]]:
-    """Records a job run around a block; the block fills the yielded details dict."""
-    run_id = runs.start_run(
-        engine, name=name, symbol=symbol, interval=interval, started_at=now_ms()
-    )
-    details: dict[str, Any] = {}
-    try:
-        yield details
-    except BaseException as exc:
-        details["error"] = str(exc) or type(exc).__name__
-        details["error_type"] = type(exc).__name__
-        runs.finish_run(
-            engine, run_id=run_id, status=runs.FAILED, finished_at=now_ms(), details=details
-        )
-        raise
-    status = runs.SKIPPED if details.get("skipped") else runs.OK
-    runs.finish_run(engine, run_id=run_id, status=status, finished_at=now_ms(), details=details)
-    details["run_id"] = run_id
 
 
 def closed_window(server_time: int, interval: str, days: int) -> tuple[int, int]:
@@ -309,6 +279,10 @@ def ingest(
             on_progress=on_progress,
         )
         details.update(report.details())
+        with write_transaction(engine) as connection:
+            details["forecasts_scored"] = ledger.score(
+                connection, symbol=symbol, interval=interval, scored_at=now_ms()
+            )
     return report
 
 

@@ -1,0 +1,285 @@
+"""Model jobs: train (with champion/challenger), forecast the next candle, score the ledger,
+and walk-forward evaluation. The ml package stays pure; the I/O happens here."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from candlecast.domain import CandlecastError, interval_ms
+from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
+from candlecast.ml.bundle import ModelBundle
+from candlecast.ml.evaluate import prospective_metrics, walk_forward
+from candlecast.ml.features import FEATURE_WINDOW
+from candlecast.ml.promotion import decide
+from candlecast.ml.train import TrainParams, train
+from candlecast.store import candles as candle_store
+from candlecast.store import ledger, registry
+from candlecast.store.db import write_transaction
+from candlecast.store.locks import job_lock
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = "lightgbm-return-space"
+
+
+class NoData(CandlecastError):
+    """There are not enough stored candles for the requested operation."""
+
+
+class NoModel(CandlecastError):
+    """No champion model exists yet for the pair."""
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a train run did."""
+
+    skipped: bool
+    model_id: int | None
+    promoted: bool
+    details: dict[str, Any]
+
+
+def _window_frame(engine: Engine, *, symbol: str, interval: str, days: float) -> pd.DataFrame:
+    with engine.connect() as connection:
+        newest = candle_store.last_open_time(connection, symbol=symbol, interval=interval)
+        if newest is None:
+            raise NoData(f"no {symbol} {interval} candles stored; run `candlecast backfill`")
+        start = newest - int(days * DAY_MS) + interval_ms(interval)
+        return candle_store.read_frame(connection, symbol=symbol, interval=interval, start=start)
+
+
+def validation_summary(bundle: ModelBundle) -> dict[str, Any]:
+    """The registry's metrics: validation figures per target with their baselines."""
+    close = bundle.validation.get("close", {})
+    return {
+        "samples": int(bundle.meta.get("val_rows", 0)) + int(bundle.meta.get("fit_rows", 0)),
+        "split_train": int(bundle.meta.get("fit_rows", 0)),
+        "split_total": int(bundle.meta.get("fit_rows", 0)) + int(bundle.meta.get("val_rows", 0)),
+        "validation_start": int(bundle.meta["validation_start_ms"]),
+        "mae": close.get("mae"),
+        "mape": close.get("mape"),
+        "smape": close.get("smape"),
+        "validation": bundle.validation,
+    }
+
+
+def train_model(
+    engine: Engine,
+    *,
+    symbol: str,
+    interval: str,
+    days: float,
+    params: dict[str, Any] | None = None,
+    force: bool = False,
+) -> TrainOutcome:
+    """Trains on the last `days` days, registers the model, and promotes it if not worse."""
+    with (
+        job_lock(engine, f"train:{symbol}:{interval}"),
+        recorded_run(engine, name="train", symbol=symbol, interval=interval) as details,
+    ):
+        frame = _window_frame(engine, symbol=symbol, interval=interval, days=days)
+        train_params = TrainParams(**{"symbol": symbol, "interval": interval, **(params or {})})
+        newest = int(frame["open_time"].iloc[-1])
+        with engine.connect() as connection:
+            previous = registry.latest(connection, symbol=symbol, interval=interval)
+            champion_record = registry.champion(connection, symbol=symbol, interval=interval)
+        same_params = previous is not None and previous.params.get("days") == days
+        if not force and previous is not None and previous.train_end == newest and same_params:
+            details.update({"skipped": True, "reason": "no new candle since the last training",
+                            "model_id": previous.id})  # fmt: skip
+            return TrainOutcome(True, previous.id, False, details)
+        started = now_ms()
+        try:
+            bundle = train(frame, train_params)
+        except ValueError as exc:
+            raise NoData(f"cannot train on {symbol} {interval}: {exc}") from None
+        train_seconds = (now_ms() - started) / 1000
+        champion_bundle = load_bundle(engine, champion_record.id) if champion_record else None
+        decision = decide(bundle, champion_bundle, frame)
+        decision["champion_id"] = champion_record.id if champion_record else None
+        metrics = validation_summary(bundle)
+        with write_transaction(engine) as connection:
+            model_id = registry.register_model(
+                connection,
+                created_at=now_ms(),
+                symbol=symbol,
+                interval=interval,
+                algorithm=ALGORITHM,
+                params={**bundle.params, "days": days},
+                train_start=int(bundle.meta["train_start_ms"]),
+                train_end=int(bundle.meta["train_end_ms"]),
+                data_fingerprint=str(bundle.meta["data_fingerprint"]),
+                metrics=metrics,
+                artifact=bundle.to_bytes(),
+            )
+            registry.decide(
+                connection, model_id=model_id, promote=bool(decision["promote"]), decision=decision
+            )
+        _cache_bundle(model_id, bundle)
+        details.update(
+            {
+                "model_id": model_id,
+                "promoted": bool(decision["promote"]),
+                "decision": decision["reason"],
+                "samples": metrics["samples"],
+                "mae": metrics["mae"],
+                "mape": metrics["mape"],
+                "smape": metrics["smape"],
+                "train_seconds": train_seconds,
+                "rows": len(frame),
+            }
+        )
+        return TrainOutcome(False, model_id, bool(decision["promote"]), details)
+
+
+_bundles: dict[int, ModelBundle] = {}
+_bundles_lock = threading.Lock()
+
+
+def _cache_bundle(model_id: int, bundle: ModelBundle) -> None:
+    with _bundles_lock:
+        _bundles[model_id] = bundle
+        while len(_bundles) > 4:
+            _bundles.pop(next(iter(_bundles)))
+
+
+def load_bundle(engine: Engine, model_id: int) -> ModelBundle:
+    """Loads a model's bundle from the registry (cached per process; artifacts are immutable)."""
+    with _bundles_lock:
+        cached = _bundles.get(model_id)
+    if cached is not None:
+        return cached
+    with engine.connect() as connection:
+        record = registry.get_model(connection, model_id=model_id)
+        if record is None:
+            raise NoModel(f"no model {model_id}")
+        data = registry.load_artifact(connection, sha256=record.artifact_sha256)
+    bundle = ModelBundle.from_bytes(data)
+    _cache_bundle(model_id, bundle)
+    return bundle
+
+
+def _decimal(value: float, places: int = 8) -> Decimal:
+    return Decimal(str(round(float(value), places)))
+
+
+def forecast_next(engine: Engine, *, symbol: str, interval: str) -> dict[str, Any] | None:
+    """Records the champion's forecast for the candle after the last closed one.
+
+    Returns the recorded forecast, or None when the ledger already holds it (never rewritten).
+    """
+    with engine.connect() as connection:
+        record = registry.champion(connection, symbol=symbol, interval=interval)
+    if record is None:
+        raise NoModel(f"no {symbol} {interval} model yet; run `candlecast train`")
+    bundle = load_bundle(engine, record.id)
+    step = interval_ms(interval)
+    with engine.connect() as connection:
+        newest = candle_store.last_open_time(connection, symbol=symbol, interval=interval)
+        if newest is None:
+            raise NoData(f"no {symbol} {interval} candles stored")
+        history = candle_store.read_frame(
+            connection,
+            symbol=symbol,
+            interval=interval,
+            start=newest - (FEATURE_WINDOW + 2) * step,
+        )
+    prediction = bundle.predict(history).iloc[-1]
+    baselines = {
+        name: float(prediction[name])
+        for name in prediction.index
+        if str(name).startswith(("base_", "strong_base_"))
+    }
+    forecast = ledger.Forecast(
+        model_id=record.id,
+        symbol=symbol,
+        interval=interval,
+        made_at=now_ms(),
+        asof_open_time=newest,
+        target_open_time=newest + step,
+        asof_close=_decimal(float(prediction["last_close"])),
+        pred_open=_decimal(float(prediction["open_next"])),
+        pred_high=_decimal(float(prediction["high_next"])),
+        pred_low=_decimal(float(prediction["low_next"])),
+        pred_close=_decimal(float(prediction["close_next"])),
+        pred_range=_decimal(float(prediction["range_next"])),
+        close_lo=_decimal(float(prediction["close_lo"])),
+        close_hi=_decimal(float(prediction["close_hi"])),
+        interval_level=_decimal(bundle.interval_level, 4),
+        prob_up=_decimal(float(prediction["prob_up"]), 6),
+        baselines=baselines,
+    )
+    with write_transaction(engine) as connection:
+        recorded = ledger.record(connection, forecast=forecast)
+    return forecast.__dict__ if recorded else None
+
+
+def score_ledger(engine: Engine, *, symbol: str, interval: str) -> int:
+    """Fills realized values beside every forecast whose candle has closed since."""
+    with write_transaction(engine) as connection:
+        return ledger.score(connection, symbol=symbol, interval=interval, scored_at=now_ms())
+
+
+def ledger_metrics(
+    engine: Engine, *, symbol: str, interval: str, start: int | None, end: int | None
+) -> dict[str, Any]:
+    """Prospective metrics of recorded forecasts in [start, end], with the same baselines."""
+    with engine.connect() as connection:
+        forecasts = ledger.frame(connection, symbol=symbol, interval=interval, start=start, end=end)
+        if forecasts.empty:
+            return {"rows": 0}
+        first = int(forecasts["target_open_time"].min())
+        last = int(forecasts["target_open_time"].max())
+        realized = candle_store.read_frame(
+            connection, symbol=symbol, interval=interval, start=first, end=last
+        )
+    return prospective_metrics(forecasts, realized)
+
+
+def evaluate(
+    engine: Engine,
+    *,
+    symbol: str,
+    interval: str,
+    start: int | None,
+    end: int | None,
+    folds: int,
+    train_days: float,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Walk-forward evaluation over stored candles, exactly as `train` fits each fold."""
+    with recorded_run(engine, name="evaluate", symbol=symbol, interval=interval) as details:
+        with engine.connect() as connection:
+            frame = candle_store.read_frame(
+                connection, symbol=symbol, interval=interval, start=start, end=end
+            )
+        if frame.empty:
+            raise NoData(f"no {symbol} {interval} candles stored in that window")
+        report = walk_forward(
+            frame,
+            folds=folds,
+            train_days=train_days,
+            interval_ms=interval_ms(interval),
+            params={"symbol": symbol, "interval": interval, **(params or {})},
+            symbol=symbol,
+            interval=interval,
+        )
+        details.update(
+            {
+                "rows": report["rows"],
+                "folds": report["folds"],
+                "train_days": train_days,
+                "skill": {k: v["skill"] for k, v in report["targets"].items()},
+                "brier": report["direction"]["brier"],
+                "brier_baseline": report["direction"]["brier_baseline"],
+            }
+        )
+    return report
