@@ -11,10 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import SHARED_DATA, fake_exchange_process, machine, median, scratch_database
 from candlecast import jobs
 from candlecast.exchange.rest import BinanceRest
 from candlecast.store import db
-from benchmarks.common import SHARED_DATA, fake_exchange_process, machine, median, scratch_database
 
 # The clock sits in the middle of a candle, as in the exactness test.
 START = "2025-09-30T12:02:30Z"

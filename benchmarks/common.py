@@ -25,7 +25,8 @@ POSTGRES_URL = os.environ.get(
 
 def machine() -> str:
     """A one-line description of this machine."""
-    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    python = platform.python_version()
+    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {python}"
 
 
 def median(values: list[float]) -> float:

@@ -12,10 +12,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from candlecast import jobs
 from candlecast.bootstrap import Services, bootstrap
@@ -550,6 +550,44 @@ def forecast(
         )
 
     _run(body)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
+    no_scheduler: Annotated[
+        bool, typer.Option("--no-scheduler", help="Serve the API only; run jobs elsewhere")
+    ] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Run the API, the dashboard, the scheduler and the real-time stream in one process."""
+    from candlecast.service import run_serve
+
+    def body() -> None:
+        settings = _settings(database_url=database_url)
+        _service_logging()
+        run_serve(settings, host=host, port=port, scheduler=not no_scheduler)
+
+    _run(body)
+
+
+@app.command()
+def worker(database_url: DatabaseOption = None) -> None:
+    """Run the scheduler and the real-time stream without the HTTP API."""
+    from candlecast.service import run_worker
+
+    def body() -> None:
+        settings = _settings(database_url=database_url)
+        _service_logging()
+        run_worker(settings)
+
+    _run(body)
+
+
+def _service_logging() -> None:
+    # A service is watched through its log: candlecast's own INFO lines matter there.
+    logging.getLogger("candlecast").setLevel(logging.INFO)
 
 
 @db_app.command("upgrade")

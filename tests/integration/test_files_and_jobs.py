@@ -117,7 +117,7 @@ def test_truncated_zip_is_refused(engine: Engine, tmp_path: Path) -> None:
                                            for i in range(500)))  # fmt: skip
     truncated = tmp_path / "BTCUSDT-5m-2025-09-01.zip"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(DataFileError, match="BTCUSDT-5m-2025-09-01.zip"):
+    with pytest.raises(DataFileError, match=r"BTCUSDT-5m-2025-09-01\.zip"):
         jobs.import_file(engine, path=truncated, symbol=None, interval=None)
     _assert_nothing_written(engine)
 

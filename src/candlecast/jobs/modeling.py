@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,7 @@ from candlecast.ml.features import FEATURE_WINDOW
 from candlecast.ml.promotion import decide
 from candlecast.ml.train import TrainParams, train
 from candlecast.store import candles as candle_store
-from candlecast.store import ledger, registry
+from candlecast.store import ledger, predictions, registry
 from candlecast.store.db import write_transaction
 from candlecast.store.locks import job_lock
 
@@ -106,6 +107,9 @@ def train_model(
         decision = decide(bundle, champion_bundle, frame)
         decision["champion_id"] = champion_record.id if champion_record else None
         metrics = validation_summary(bundle)
+        # One predict over the training frame, so /api/series reads this model's forecasts
+        # instead of recomputing them per request; written with the model, atomically.
+        materialized = bundle.predict(frame)
         with write_transaction(engine) as connection:
             model_id = registry.register_model(
                 connection,
@@ -123,7 +127,9 @@ def train_model(
             registry.decide(
                 connection, model_id=model_id, promote=bool(decision["promote"]), decision=decision
             )
-        _cache_bundle(model_id, bundle)
+            details["materialized"] = predictions.write(
+                connection, model_id=model_id, symbol=symbol, interval=interval, frame=materialized
+            )
         details.update(
             {
                 "model_id": model_id,
@@ -140,30 +146,30 @@ def train_model(
         return TrainOutcome(False, model_id, bool(decision["promote"]), details)
 
 
-_bundles: dict[int, ModelBundle] = {}
+_bundles: dict[str, ModelBundle] = {}
 _bundles_lock = threading.Lock()
 
 
-def _cache_bundle(model_id: int, bundle: ModelBundle) -> None:
+def _cache_bundle(sha256: str, bundle: ModelBundle) -> None:
     with _bundles_lock:
-        _bundles[model_id] = bundle
+        _bundles[sha256] = bundle
         while len(_bundles) > 4:
             _bundles.pop(next(iter(_bundles)))
 
 
 def load_bundle(engine: Engine, model_id: int) -> ModelBundle:
-    """Loads a model's bundle from the registry (cached per process; artifacts are immutable)."""
-    with _bundles_lock:
-        cached = _bundles.get(model_id)
-    if cached is not None:
-        return cached
+    """Loads a model's bundle from the registry, cached per process by artifact hash."""
     with engine.connect() as connection:
         record = registry.get_model(connection, model_id=model_id)
         if record is None:
             raise NoModel(f"no model {model_id}")
+        with _bundles_lock:
+            cached = _bundles.get(record.artifact_sha256)
+        if cached is not None:
+            return cached
         data = registry.load_artifact(connection, sha256=record.artifact_sha256)
     bundle = ModelBundle.from_bytes(data)
-    _cache_bundle(model_id, bundle)
+    _cache_bundle(record.artifact_sha256, bundle)
     return bundle
 
 
@@ -171,10 +177,18 @@ def _decimal(value: float, places: int = 8) -> Decimal:
     return Decimal(str(round(float(value), places)))
 
 
-def forecast_next(engine: Engine, *, symbol: str, interval: str) -> dict[str, Any] | None:
+def forecast_next(
+    engine: Engine,
+    *,
+    symbol: str,
+    interval: str,
+    exchange_clock: Callable[[], int] | None = None,
+) -> dict[str, Any] | None:
     """Records the champion's forecast for the candle after the last closed one.
 
-    Returns the recorded forecast, or None when the ledger already holds it (never rewritten).
+    `exchange_clock` reads the exchange's time; it is read after predicting, so it bounds when
+    the forecast existed, and a target that had closed by then is refused. Returns the recorded
+    forecast, or None when refused (a forecast is never rewritten).
     """
     with engine.connect() as connection:
         record = registry.champion(connection, symbol=symbol, interval=interval)
@@ -193,6 +207,7 @@ def forecast_next(engine: Engine, *, symbol: str, interval: str) -> dict[str, An
             start=newest - (FEATURE_WINDOW + 2) * step,
         )
     prediction = bundle.predict(history).iloc[-1]
+    exchange_now = exchange_clock() if exchange_clock is not None else None
     baselines = {
         name: float(prediction[name])
         for name in prediction.index
@@ -203,6 +218,7 @@ def forecast_next(engine: Engine, *, symbol: str, interval: str) -> dict[str, An
         symbol=symbol,
         interval=interval,
         made_at=now_ms(),
+        made_at_exchange=exchange_now,
         asof_open_time=newest,
         target_open_time=newest + step,
         asof_close=_decimal(float(prediction["last_close"])),
@@ -218,7 +234,9 @@ def forecast_next(engine: Engine, *, symbol: str, interval: str) -> dict[str, An
         baselines=baselines,
     )
     with write_transaction(engine) as connection:
-        recorded = ledger.record(connection, forecast=forecast)
+        recorded = ledger.record(
+            connection, forecast=forecast, close_time=newest + 2 * step - 1
+        )
     return forecast.__dict__ if recorded else None
 
 
@@ -241,7 +259,8 @@ def ledger_metrics(
         realized = candle_store.read_frame(
             connection, symbol=symbol, interval=interval, start=first, end=last
         )
-    return prospective_metrics(forecasts, realized)
+    # The ledger's own realized copies are dropped: the candles are the single source of truth.
+    return prospective_metrics(forecasts.drop(columns=list(ledger.REALIZED)), realized)
 
 
 def evaluate(

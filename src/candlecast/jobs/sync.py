@@ -59,6 +59,8 @@ class SyncReport:
     written: WriteResult = field(default_factory=WriteResult)
     unfillable: list[Gap] = field(default_factory=list)
     calls: int = 0
+    # Ledger forecasts whose target candle this run stored (ingest only).
+    forecasts_scored: int = 0
 
     def details(self) -> dict[str, Any]:
         """The job-run details: plain JSON, no prose to parse."""
@@ -280,9 +282,10 @@ def ingest(
         )
         details.update(report.details())
         with write_transaction(engine) as connection:
-            details["forecasts_scored"] = ledger.score(
+            report.forecasts_scored = ledger.score(
                 connection, symbol=symbol, interval=interval, scored_at=now_ms()
             )
+        details["forecasts_scored"] = report.forecasts_scored
     return report
 
 

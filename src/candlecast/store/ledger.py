@@ -28,6 +28,7 @@ class Forecast:
     symbol: str
     interval: str
     made_at: int
+    made_at_exchange: int | None
     asof_open_time: int
     target_open_time: int
     asof_close: Decimal
@@ -43,11 +44,15 @@ class Forecast:
     baselines: dict[str, float]
 
 
-def record(connection: Connection, *, forecast: Forecast) -> bool:
-    """Writes a forecast unless one exists for (model, target) or the target already exists.
+def record(connection: Connection, *, forecast: Forecast, close_time: int) -> bool:
+    """Writes a forecast unless its candle already exists, has closed, or is already forecast.
 
-    Returns False when refused: a forecast made with hindsight, or a second one, is never stored.
+    One forecast per target candle and pair (so per (model, target) too): the champion at the
+    time the previous candle closed makes it. Returns False when refused; a forecast made with
+    hindsight, or a second one, is never stored.
     """
+    if forecast.made_at_exchange is not None and forecast.made_at_exchange > close_time:
+        return False
     target_exists = connection.execute(
         select(func.count())
         .select_from(candles)
@@ -57,15 +62,26 @@ def record(connection: Connection, *, forecast: Forecast) -> bool:
             candles.c.open_time == forecast.target_open_time,
         )
     ).scalar_one()
-    if target_exists:
+    already = connection.execute(
+        select(func.count())
+        .select_from(forecasts)
+        .where(
+            forecasts.c.symbol == forecast.symbol,
+            forecasts.c.interval == forecast.interval,
+            forecasts.c.target_open_time == forecast.target_open_time,
+        )
+    ).scalar_one()
+    if target_exists or already:
         return False
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(forecasts)
         .values(**forecast.__dict__)
         .on_conflict_do_nothing(index_elements=["model_id", "target_open_time"])
+        .returning(forecasts.c.id)
     )
-    return bool(connection.execute(statement).rowcount)
+    # RETURNING, not rowcount: drivers disagree on rowcount when a conflict skipped the row.
+    return connection.execute(statement).first() is not None
 
 
 def score(connection: Connection, *, symbol: str, interval: str, scored_at: int) -> int:

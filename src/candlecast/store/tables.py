@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Dialect,
+    Double,
     Index,
     Integer,
     LargeBinary,
@@ -102,6 +103,16 @@ known_gaps = Table(
     UniqueConstraint("symbol", "interval", "first_open_time", name="uq_known_gaps_start"),
 )
 
+job_ticks = Table(
+    "job_ticks",
+    metadata,
+    # One row per (job, scheduled tick): the replica that inserts it runs that tick's job.
+    Column("name", String(64), primary_key=True),
+    Column("tick", BigInteger, primary_key=True, autoincrement=False),
+    Column("claimed_by", String(128), nullable=False),
+    Column("claimed_at", BigInteger, nullable=False),
+)
+
 job_runs = Table(
     "job_runs",
     metadata,
@@ -152,6 +163,9 @@ forecasts = Table(
     Column("symbol", String(20), nullable=False),
     Column("interval", String(4), nullable=False),
     Column("made_at", BigInteger, nullable=False),
+    # The exchange's clock when the forecast was made (local clock + measured offset), so
+    # "made before its candle closed" is checked on the exchange's time, not ours.
+    Column("made_at_exchange", BigInteger, nullable=True),
     Column("asof_open_time", BigInteger, nullable=False),
     Column("target_open_time", BigInteger, nullable=False),
     Column("asof_close", ExactDecimal, nullable=False),
@@ -174,4 +188,32 @@ forecasts = Table(
     Column("scored_at", BigInteger, nullable=True),
     UniqueConstraint("model_id", "target_open_time", name="uq_forecasts_model_target"),
     Index("ix_forecasts_pair_target", "symbol", "interval", "target_open_time"),
+)
+
+PREDICTION_VALUE_COLUMNS = (
+    "last_close",
+    "open_next",
+    "high_next",
+    "low_next",
+    "close_next",
+    "range_next",
+    "close_lo",
+    "close_hi",
+    "prob_up",
+    "base_close_next",
+    "base_range_next",
+    "base_prob_up",
+)
+
+# Each model's forecast made at every candle t for t+1 (open_time = t), materialized once so
+# that charts never recompute models per request. Floats: they are model outputs, not prices
+# the exchange quoted, and double precision is what the model computed.
+model_predictions = Table(
+    "model_predictions",
+    metadata,
+    Column("model_id", Integer, primary_key=True, autoincrement=False),
+    Column("open_time", BigInteger, primary_key=True, autoincrement=False),
+    Column("symbol", String(20), nullable=False),
+    Column("interval", String(4), nullable=False),
+    *(Column(name, Double, nullable=True) for name in PREDICTION_VALUE_COLUMNS),
 )

@@ -49,6 +49,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("symbol", "interval", "first_open_time", name="uq_known_gaps_start"),
     )
     op.create_table(
+        "job_ticks",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("tick", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("claimed_by", sa.String(128), nullable=False),
+        sa.Column("claimed_at", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
         "job_runs",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("name", sa.String(32), nullable=False),
@@ -91,6 +98,7 @@ def upgrade() -> None:
         sa.Column("symbol", sa.String(20), nullable=False),
         sa.Column("interval", sa.String(4), nullable=False),
         sa.Column("made_at", sa.BigInteger, nullable=False),
+        sa.Column("made_at_exchange", sa.BigInteger, nullable=True),
         sa.Column("asof_open_time", sa.BigInteger, nullable=False),
         sa.Column("target_open_time", sa.BigInteger, nullable=False),
         sa.Column("asof_close", ExactDecimal, nullable=False),
@@ -124,5 +132,6 @@ def downgrade() -> None:
     op.drop_table("models")
     op.drop_index("ix_job_runs_name_started", table_name="job_runs")
     op.drop_table("job_runs")
+    op.drop_table("job_ticks")
     op.drop_table("known_gaps")
     op.drop_table("candles")

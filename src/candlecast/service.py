@@ -1,0 +1,317 @@
+"""The running service: start-up (migrate, backfill, train, forecast), the scheduled jobs, the
+real-time stream, and a clean stop. `serve` adds the HTTP API; `worker` runs without it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from candlecast.bootstrap import Services, bootstrap
+from candlecast.config import Settings
+from candlecast.domain import CandlecastError, JobAlreadyRunning, iso_utc
+from candlecast.exchange.stream import KlineClosed, KlineStream, KlineUpdate, Reconnected
+from candlecast.jobs import isolated, modeling, pipeline, sync
+from candlecast.jobs.common import now_ms
+from candlecast.runtime import Runtime
+from candlecast.scheduler import ScheduledJob, Scheduler
+from candlecast.store import candles as candle_store
+from candlecast.store import registry
+from candlecast.store.db import normalize_url, sqlite_path, write_transaction
+from candlecast.store.locks import job_lock
+
+log = logging.getLogger(__name__)
+
+
+def token_path(settings: Settings) -> Path:
+    """Where a generated API token lives: beside a SQLite database, else in the working folder."""
+    database = sqlite_path(normalize_url(settings.database_url))
+    if database is not None:
+        return database.with_name(database.name + ".token")
+    return Path("candlecast-api.token").resolve()
+
+
+def ensure_api_token(settings: Settings) -> tuple[str, Path | None]:
+    """The configured token, or one generated once and kept with owner-only permissions."""
+    if settings.api_token:
+        return settings.api_token, None
+    path = token_path(settings)
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if len(token) >= 16:
+            return token, path
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token, path
+
+
+class Service:
+    """Owns the scheduler, the stream thread and the start-up sequence of one process."""
+
+    def __init__(self, services: Services, runtime: Runtime, *, scheduler: bool) -> None:
+        self.services = services
+        self.runtime = runtime
+        self.settings = services.settings
+        self._scheduler_enabled = scheduler
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._scheduler: Scheduler | None = None
+        self._stream: KlineStream | None = None
+        self._stream_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def pair(self) -> dict[str, str]:
+        """The configured symbol and interval as keyword arguments."""
+        return {"symbol": self.settings.symbol, "interval": self.settings.interval}
+
+    def start(self) -> None:
+        """Starts the start-up sequence, the stream and the scheduled jobs in the background."""
+        if not self._scheduler_enabled:
+            return
+        self.runtime.update(scheduler_enabled=True, stream_enabled=self.settings.stream)
+        self._spawn("candlecast-startup", self._start_up)
+        if self.settings.stream:
+            self._spawn("candlecast-stream", self._run_stream)
+
+    def stop(self) -> None:
+        """Stops everything: no new work starts, training children end, threads are joined."""
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown()
+        stopped = isolated.terminate_all()
+        if stopped:
+            log.info("stopped %d training process(es); the previous champion keeps serving", stopped)
+        if self._stream is not None and self._stream_loop is not None:
+            asyncio.run_coroutine_threadsafe(self._stream.close(), self._stream_loop)
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self.runtime.update(scheduler_running=False, stream_connected=False)
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # The jobs --------------------------------------------------------------------------
+
+    def exchange_clock(self) -> int:
+        """The exchange's clock, read over REST (one light request)."""
+        with self.services.exchange() as client:
+            return client.server_time()
+
+    def refresh(self) -> dict[str, Any]:
+        """After new candles: score the ledger, forecast the next candle, materialize."""
+        result = pipeline.refresh_after_candles(
+            self.services.engine, exchange_clock=self.exchange_clock, **self.pair
+        )
+        self.runtime.bump()
+        return result
+
+    def ingest(self) -> None:
+        """REST ingest: catch whatever the stream missed, and repair differences."""
+        with self.services.exchange() as client:
+            sync.ingest(
+                self.services.engine, client, days=self.settings.backfill_days, **self.pair
+            )
+        self.refresh()
+
+    def reconcile(self) -> None:
+        """Re-fetch the backfill window and repair every candle that differs or is missing."""
+        with self.services.exchange() as client:
+            sync.reconcile(
+                self.services.engine, client, days=self.settings.backfill_days, **self.pair
+            )
+        self.refresh()
+
+    def train(self, *, force: bool = False) -> dict[str, Any]:
+        """Train in a child process; a newly promoted champion serves from the next request."""
+        details = isolated.train_isolated(
+            self.settings, days=self.settings.train_days, force=force, **self.pair
+        )
+        self.refresh()
+        return details
+
+    def _start_up(self) -> None:
+        try:
+            self._backfill_until_done()
+            if self._stop.is_set():
+                return
+            with self.services.engine.connect() as connection:
+                champion = registry.champion(connection, **self.pair)
+            if champion is None:
+                try:
+                    self.train()
+                except JobAlreadyRunning:
+                    log.info("another replica is training the first model")
+            self.refresh()
+            log.info("candlecast is ready: candles, a model and a forecast are in place")
+        except CandlecastError as exc:
+            log.error("start-up did not complete: %s; the scheduled jobs will retry", exc)
+        except Exception:
+            log.exception("start-up failed; the scheduled jobs will retry")
+        finally:
+            if not self._stop.is_set():
+                self._start_scheduler()
+
+    def _backfill_until_done(self) -> None:
+        pair_lock = f"backfill:{self.settings.symbol}:{self.settings.interval}"
+        while not self._stop.is_set():
+            try:
+                with job_lock(self.services.engine, pair_lock), self.services.exchange() as client:
+                    report = sync.backfill(
+                        self.services.engine, client, days=self.settings.backfill_days, **self.pair
+                    )
+                log.info("backfill: %d candles inserted in %d calls",
+                         report.written.inserted, report.calls)  # fmt: skip
+                self.runtime.bump()
+                return
+            except JobAlreadyRunning:
+                self._stop.wait(1.0)
+
+    def _start_scheduler(self) -> None:
+        pair = f"{self.settings.symbol}:{self.settings.interval}"
+        self._scheduler = Scheduler(
+            engine=self.services.engine,
+            runtime=self.runtime,
+            jobs=[
+                ScheduledJob("ingest", self.settings.ingest_every_seconds, self.ingest,
+                             f"ingest:{pair}"),
+                ScheduledJob("train", self.settings.train_every_seconds, self.train,
+                             f"train-tick:{pair}"),
+                ScheduledJob("reconcile", self.settings.reconcile_every_seconds,
+                             self.reconcile, f"reconcile:{pair}"),
+            ],
+        )  # fmt: skip
+        self._scheduler.start()
+
+    # The real-time stream --------------------------------------------------------------
+
+    def _run_stream(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._stream_loop = loop
+        try:
+            loop.run_until_complete(self._consume_stream())
+        except Exception:
+            log.exception("the kline stream stopped; REST ingest continues")
+        finally:
+            self.runtime.update(stream_connected=False)
+            loop.close()
+
+    async def _consume_stream(self) -> None:
+        stream = KlineStream.from_settings(self.settings)
+        self._stream = stream
+        with self.services.engine.connect() as connection:
+            stream.resume_after(candle_store.last_open_time(connection, **self.pair))
+        watcher = asyncio.create_task(self._watch_stream(stream))
+        try:
+            async for event in stream:
+                if self._stop.is_set():
+                    break
+                if isinstance(event, KlineClosed):
+                    await asyncio.to_thread(self._on_closed, event)
+                elif isinstance(event, KlineUpdate):
+                    self.runtime.update(live_candle=event.candle)
+                elif isinstance(event, Reconnected):
+                    log.info("stream reconnected after %.1f s (%s); fetching the gap",
+                             event.down_seconds, event.reason)  # fmt: skip
+                    await asyncio.to_thread(self._after_reconnect)
+        finally:
+            watcher.cancel()
+            await stream.close()
+
+    async def _watch_stream(self, stream: KlineStream) -> None:
+        while True:
+            state = stream.state
+            self.runtime.update(
+                stream_connected=state.connected,
+                stream_detail={
+                    "url": state.url,
+                    "connects": state.connects,
+                    "reconnects": state.reconnects,
+                    "last_error": state.last_error,
+                    "last_closed_open_time": (
+                        iso_utc(state.last_closed_open_time)
+                        if state.last_closed_open_time is not None
+                        else None
+                    ),
+                },
+            )
+            await asyncio.sleep(1.0)
+
+    def _on_closed(self, event: KlineClosed) -> None:
+        candle = event.candle
+        try:
+            with write_transaction(self.services.engine) as connection:
+                candle_store.upsert_candles(
+                    connection,
+                    rows=[candle_store.row_from_candle(candle)],
+                    source="ws",
+                    fetched_at=now_ms(),
+                    **self.pair,
+                )
+            self.runtime.update(live_candle=None)
+            self.refresh()
+        except CandlecastError as exc:
+            log.warning("could not process the closed candle %s: %s",
+                        iso_utc(candle.open_time), exc)  # fmt: skip
+        except Exception:
+            log.exception("could not process the closed candle %s", iso_utc(candle.open_time))
+
+    def _after_reconnect(self) -> None:
+        for job in (self.ingest, self.reconcile):
+            try:
+                job()
+            except CandlecastError as exc:
+                log.warning("gap fill after reconnect failed: %s", exc)
+
+
+def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | None]:
+    """Migrates, provisions the API token, and builds the (not yet started) service."""
+    token, path = ensure_api_token(settings)
+    settings = settings.model_copy(update={"api_token": token})
+    services = bootstrap(settings)
+    runtime = Runtime(scheduler_enabled=scheduler, stream_enabled=scheduler and settings.stream)
+    return Service(services, runtime, scheduler=scheduler), token, path
+
+
+def run_worker(settings: Settings) -> None:
+    """Runs the scheduler and the stream without the HTTP API until SIGTERM or Ctrl-C."""
+    import signal
+
+    service, _, _ = build(settings, scheduler=True)
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    service.start()
+    log.info("worker running for %s %s", settings.symbol, settings.interval)
+    stopped.wait()
+    service.stop()
+    service.services.close()
+
+
+def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> None:
+    """Runs the API and dashboard, and (unless disabled) the scheduler and stream."""
+    import uvicorn
+
+    from candlecast.api.app import create_app
+
+    service, token, path = build(settings, scheduler=scheduler)
+    app = create_app(service.services, service.runtime)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
+    server = uvicorn.Server(config)
+    where = f"the token is in {path} (owner-only)" if path else "the token is CANDLECAST_API_TOKEN"
+    log.info("candlecast serving on http://%s:%d/ ; POST routes need a bearer token: %s",
+             host, port, where)  # fmt: skip
+    service.start()
+    try:
+        server.run()
+    finally:
+        service.stop()
+        service.services.close()
