@@ -632,3 +632,7 @@ def main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+if __name__ == "__main__":
+    app()

@@ -16,10 +16,23 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from candlecast.config import Settings
+from candlecast.domain import CandlecastError
 
 _PR_SET_PDEATHSIG = 1
 _executors: list[ProcessPoolExecutor] = []
 _executors_lock = threading.Lock()
+
+
+class TrainingStopped(CandlecastError):
+    """The training child was stopped (shutdown); its model was not registered."""
+
+
+class Terminated(BaseException):
+    """Raised in the child on SIGTERM so the open transaction rolls back and the run is closed."""
+
+
+def _raise_terminated(_signum: int, _frame: object) -> None:
+    raise Terminated("training stopped by SIGTERM")
 
 
 def _die_with_parent() -> None:
@@ -28,6 +41,7 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     # The parent handles Ctrl-C; the child only stops when told to, or when the parent dies.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _train_in_child(
@@ -66,7 +80,11 @@ def train_isolated(
         future = executor.submit(
             _train_in_child, settings.model_dump_json(), symbol, interval, days, force
         )
-        return future.result()
+        try:
+            return future.result()
+        except Terminated:
+            message = "training was stopped before it finished; nothing was saved"
+            raise TrainingStopped(message) from None
     finally:
         with _executors_lock:
             _executors.remove(executor)
