@@ -11,13 +11,20 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from candlecast.ml.baselines import baseline_levels, baseline_returns
+from candlecast.ml.baselines import (
+    BASELINE_NAMES,
+    STRONG_BASELINE_NAMES,
+    STRONG_TARGETS,
+    baseline_levels,
+    frame_inputs,
+)
 from candlecast.ml.calibration import apply_platt
-from candlecast.ml.features import build_features
 from candlecast.ml.targets import reconstruct
 
 FORMAT_MAGIC: Final = b"CCMB"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+# Version 1 bundles predate gate_baselines; they were blended toward the strong naive.
+READABLE_VERSIONS: Final = (1, 2)
 PREDICTION_COLUMNS: Final = (
     "open_time",
     "target_open_time",
@@ -36,6 +43,9 @@ PREDICTION_COLUMNS: Final = (
     "base_close_next",
     "base_range_next",
     "base_prob_up",
+    "strong_base_high_next",
+    "strong_base_low_next",
+    "strong_base_range_next",
 )
 
 
@@ -43,8 +53,9 @@ PREDICTION_COLUMNS: Final = (
 class ModelBundle:
     """All fitted models of one training run plus what is needed to trust and reproduce them.
 
-    Regressor `name` predicts baseline + weights[name] * (model - baseline) in return space; a
-    weight of 0 means validation found no skill and the forecast is the baseline itself.
+    Regressor `name` predicts baseline + weights[name] * (model - baseline) in return space, where
+    baseline is the naive named by gate_baselines[name] (the better one on validation); a weight
+    of 0 means validation found no skill over it and the forecast is that baseline itself.
     """
 
     params: dict[str, Any]
@@ -56,8 +67,9 @@ class ModelBundle:
     climatology: float
     conformal_q: float
     interval_level: float
-    validation: dict[str, dict[str, float]]
+    validation: dict[str, dict[str, Any]]
     meta: dict[str, Any]
+    gate_baselines: dict[str, str] = field(default_factory=dict)
     _boosters: dict[str, lgb.Booster] = field(default_factory=dict, repr=False, compare=False)
 
     def _booster(self, name: str) -> lgb.Booster:
@@ -83,11 +95,12 @@ class ModelBundle:
         out["last_close"] = last_close
         if len(frame) == 0:
             return out.reindex(columns=list(PREDICTION_COLUMNS))
-        feats = build_features(frame, step).reset_index(drop=True)[self.feature_names]
-        base = baseline_returns(frame, step).reset_index(drop=True)
+        _, feats, base = frame_inputs(frame, step)
+        feats = feats.reset_index(drop=True)[self.feature_names]
+        base = base.reset_index(drop=True)
         blended: dict[str, np.ndarray] = {}
         for name in ("open", "high", "low", "close", "range"):
-            b = base[f"y_{name}"].to_numpy(dtype="float64")
+            b = base[self.gate_column(name)].to_numpy(dtype="float64")
             w = self.weights.get(name, 0.0)
             if w > 0 and name in self.model_strings:
                 blended[name] = b + w * (self._raw(name, feats) - b)
@@ -114,6 +127,16 @@ class ModelBundle:
         out["base_prob_up"] = self.climatology
         return out[list(PREDICTION_COLUMNS)]
 
+    def gate_column(self, name: str) -> str:
+        """The baseline-returns column that target `name` is blended toward and gated against."""
+        default = STRONG_BASELINE_NAMES.get(name, BASELINE_NAMES[name])
+        gate = self.gate_baselines.get(name, default)
+        if name in STRONG_TARGETS and gate == STRONG_BASELINE_NAMES[name]:
+            return f"strong_y_{name}"
+        if gate != BASELINE_NAMES[name]:
+            raise ValueError(f"unknown baseline {gate!r} for {name}")
+        return f"y_{name}"
+
     def to_bytes(self) -> bytes:
         """Serializes to FORMAT_MAGIC + version + zlib(JSON); boosters as LightGBM model text."""
         doc = {
@@ -122,6 +145,7 @@ class ModelBundle:
             "feature_names": self.feature_names,
             "model_strings": self.model_strings,
             "weights": self.weights,
+            "gate_baselines": self.gate_baselines,
             "platt": list(self.platt),
             "direction_weight": self.direction_weight,
             "climatology": self.climatology,
@@ -139,8 +163,8 @@ class ModelBundle:
         if data[:4] != FORMAT_MAGIC:
             raise ValueError("not a candlecast model bundle (bad magic)")
         version = int.from_bytes(data[4:6], "big")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"model bundle format {version} is not supported ({FORMAT_VERSION})")
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f"model bundle format {version} is not supported {READABLE_VERSIONS}")
         doc = json.loads(zlib.decompress(data[6:]))
         platt = doc["platt"]
         return cls(
@@ -148,6 +172,7 @@ class ModelBundle:
             feature_names=doc["feature_names"],
             model_strings=doc["model_strings"],
             weights=doc["weights"],
+            gate_baselines=doc.get("gate_baselines", {}),
             platt=(float(platt[0]), float(platt[1])),
             direction_weight=doc["direction_weight"],
             climatology=doc["climatology"],

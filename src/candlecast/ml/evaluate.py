@@ -13,7 +13,13 @@ import numpy as np
 import pandas as pd
 
 from candlecast.domain import iso_utc
-from candlecast.ml.baselines import BASELINE_NAMES
+from candlecast.ml.baselines import (
+    BASELINE_NAMES,
+    STRONG_BASELINE_NAMES,
+    STRONG_TARGETS,
+    baseline_levels,
+    baseline_returns,
+)
 from candlecast.ml.features import FEATURE_WINDOW
 from candlecast.ml.metrics import (
     accuracy,
@@ -45,7 +51,10 @@ def score_pairs(pairs: pd.DataFrame, *, interval_level: float = 0.9) -> dict[str
 
     `pairs` holds the prediction columns (see bundle.PREDICTION_COLUMNS) plus the realized
     real_open, real_high, real_low, real_close and real_range of the forecast candle.
-    Rows with no realized candle are ignored.
+    Rows with no realized candle are ignored. high, low and range are scored against two naives:
+    `baseline`/`baseline_mae`/`skill` against base_*_next (last range centred on the last close)
+    and `strong_baseline`/`strong_baseline_mae`/`strong_skill` against strong_base_*_next (the
+    12-candle rolling medians); see baselines.py.
     """
     pairs = pairs[pairs["real_close"].notna()]
     targets: dict[str, dict[str, Any]] = {}
@@ -63,6 +72,12 @@ def score_pairs(pairs: pd.DataFrame, *, interval_level: float = 0.9) -> dict[str
             "baseline_mae": _num(base_mae),
             "skill": _num(skill(model_mae, base_mae)),
         }
+        if name in STRONG_TARGETS:
+            strong = pairs[f"strong_base_{name}_next"].to_numpy(dtype="float64")
+            strong_mae = mae(real, strong)
+            targets[name]["strong_baseline"] = STRONG_BASELINE_NAMES[name]
+            targets[name]["strong_baseline_mae"] = _num(strong_mae)
+            targets[name]["strong_skill"] = _num(skill(model_mae, strong_mae))
     real_close = pairs["real_close"].to_numpy(dtype="float64")
     lo = pairs["close_lo"].to_numpy(dtype="float64")
     hi = pairs["close_hi"].to_numpy(dtype="float64")
@@ -107,9 +122,30 @@ def prospective_metrics(
 
     `predictions` has bundle.PREDICTION_COLUMNS (as written to the ledger); `realized` is a candle
     frame. Returns {"rows": N, "targets": ..., "close_interval": ..., "direction": ...}.
+    Price-baseline columns (base_*_next, strong_base_*_next) that `predictions` lacks, e.g. ledger
+    rows, are recomputed from `realized`, which must then also hold each forecast's as-of candle
+    (and the 11 before it, else the rolling median uses the candles it has); base_prob_up, the
+    training window's climatology, cannot be recomputed and is required.
     """
-    pairs = join_realized(predictions, realized)
+    pairs = join_realized(_with_baselines(predictions, realized), realized)
     return {"rows": len(pairs), **score_pairs(pairs, interval_level=interval_level)}
+
+
+def _with_baselines(predictions: pd.DataFrame, realized: pd.DataFrame) -> pd.DataFrame:
+    names = [f"base_{t}_next" for t in TARGET_NAMES]
+    names += [f"strong_base_{t}_next" for t in STRONG_TARGETS]
+    missing = [c for c in names if c not in predictions.columns]
+    if not missing or len(predictions) == 0:
+        return predictions
+    asof = predictions["open_time"].to_numpy(dtype=np.int64)
+    step = int(predictions["target_open_time"].iloc[0] - asof[0])
+    candles = realized.sort_values("open_time").reset_index(drop=True)
+    returns = baseline_returns(candles, step).set_index(candles["open_time"])
+    returns = returns.reindex(asof).reset_index(drop=True)
+    last_close = predictions["last_close"].astype("float64").reset_index(drop=True)
+    levels = baseline_levels(last_close, returns)
+    levels.index = predictions.index
+    return predictions.assign(**{c: levels[c] for c in missing})
 
 
 def fold_plan(
@@ -170,7 +206,8 @@ def _fold_predictions(
     keep = (preds["target_open_time"] >= fold["test_start_ms"]) & (
         preds["target_open_time"] < fold["test_end_ms"]
     )
-    info = {"train_rows": int(in_train.sum()), "weights": dict(bundle.weights)}
+    info: dict[str, Any] = {"train_rows": int(in_train.sum()), "weights": dict(bundle.weights)}
+    info["gate_baselines"] = dict(bundle.gate_baselines)
     info["direction_weight"] = bundle.direction_weight
     return preds.loc[keep], info
 

@@ -124,8 +124,11 @@ def naive_excursions(grid: pd.DataFrame, window: int = NAIVE_WINDOW) -> pd.DataF
     return out
 
 
-def grid_features(grid: pd.DataFrame) -> pd.DataFrame:
-    """Computes FEATURE_NAMES on a gap-filled grid (see to_grid); NaN where history is missing."""
+def grid_features(grid: pd.DataFrame, naive: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Computes FEATURE_NAMES on a gap-filled grid (see to_grid); NaN where history is missing.
+
+    `naive` may pass in an already computed naive_excursions(grid) to avoid recomputing it.
+    """
     o, h, low, c, v = (grid[k] for k in ("open", "high", "low", "close", "volume"))
     f: dict[str, pd.Series] = {}
     for k in RETURN_LAGS:
@@ -148,7 +151,8 @@ def grid_features(grid: pd.DataFrame) -> pd.DataFrame:
     f["atr_6_over_288"] = f["atr_6"] / (f["atr_288"] + _EPS)
     f["atr_24_over_288"] = f["atr_24"] / (f["atr_288"] + _EPS)
     f["rv_24_over_288"] = f["rv_24"] / (f["rv_288"] + _EPS)
-    naive = naive_excursions(grid)
+    if naive is None:
+        naive = naive_excursions(grid)
     f["exc_up_med"] = naive["exc_up"]
     f["exc_down_med"] = naive["exc_down"]
     f["hl_med"] = naive["hl_rel"]
@@ -182,8 +186,11 @@ def grid_features(grid: pd.DataFrame) -> pd.DataFrame:
 
 def build_features(frame: pd.DataFrame, interval_ms: int = INTERVAL_MS["5m"]) -> pd.DataFrame:
     """Returns FEATURE_NAMES for every row of the frame (same index), from rows at or before it."""
-    grid = to_grid(frame, interval_ms)
-    feats = grid_features(grid)
-    out = feats.loc[frame["open_time"].to_numpy(dtype=np.int64)]
+    return on_rows(grid_features(to_grid(frame, interval_ms)), frame)
+
+
+def on_rows(grid_values: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Selects the frame's rows from a grid-indexed result and gives them the frame's index."""
+    out = grid_values.loc[frame["open_time"].to_numpy(dtype=np.int64)]
     out.index = frame.index
     return out

@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from candlecast.ml.features import to_grid
+from candlecast.ml.features import on_rows, to_grid
 
 TARGETS: Final = ("open", "high", "low", "close", "range")
 RETURN_COLUMNS: Final = tuple(f"y_{t}" for t in TARGETS)
@@ -31,7 +31,11 @@ def build_targets(frame: pd.DataFrame, interval_ms: int) -> pd.DataFrame:
     A row whose next candle (open_time + interval) is missing gets NaN targets: the grid reindex
     puts a NaN row there instead of pairing the row with whatever candle comes next.
     """
-    grid = to_grid(frame, interval_ms)
+    return on_rows(grid_targets(to_grid(frame, interval_ms)), frame)
+
+
+def grid_targets(grid: pd.DataFrame) -> pd.DataFrame:
+    """build_targets on a gap-filled grid (see features.to_grid), indexed by open_time."""
     c = grid["close"]
     nxt = grid[["open", "high", "low", "close"]].shift(-1)
     out = pd.DataFrame(index=grid.index)
@@ -46,8 +50,6 @@ def build_targets(frame: pd.DataFrame, interval_ms: int) -> pd.DataFrame:
     for name in ("open", "high", "low", "close"):
         out[f"{name}_next"] = nxt[name]
     out["range_next"] = nxt["high"] - nxt["low"]
-    out = out.loc[frame["open_time"].to_numpy(dtype=np.int64)]
-    out.index = frame.index
     return out
 
 

@@ -4,11 +4,13 @@ Procedure (see docs/model.md): features and targets on the whole frame; the most
 `val_fraction` of the labelled rows is held out. LightGBM L1 regressors (the conditional median of
 each target) and a binary classifier are fitted on the earlier rows only and are NOT refitted, so
 every validation figure, shrinkage weight, calibration map and conformal quantile describes the
-exact models that are deployed. Each regressor is blended with its naive baseline,
+exact models that are deployed. Each regressor is blended with a naive baseline,
   y = baseline + w * (model - baseline),
-w chosen on validation from a grid; w = 0 (pure baseline) unless the model beats the baseline on
-validation by at least `min_val_skill`. The direction probability is Platt-calibrated and shrunk
-toward climatology the same way, by Brier score.
+where `baseline` is, per target, whichever naive (baselines.py: the primary last_range_centred or
+the strong rolling median) has the lower validation MAE (persistence for open and close); w is
+chosen on validation from a grid, and w = 0 (pure baseline) unless the blend beats that same
+baseline on validation by at least `min_val_skill`. The direction probability is
+Platt-calibrated and shrunk toward climatology the same way, by Brier score.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ import numpy as np
 import pandas as pd
 
 from candlecast.domain import INTERVAL_MS
-from candlecast.ml.baselines import baseline_returns
+from candlecast.ml.baselines import (
+    BASELINE_NAMES,
+    STRONG_BASELINE_NAMES,
+    STRONG_TARGETS,
+    frame_inputs,
+)
 from candlecast.ml.bundle import ModelBundle
 from candlecast.ml.calibration import apply_platt, fit_platt
-from candlecast.ml.features import FEATURE_NAMES, FEATURE_WINDOW, PRICE_COLUMNS, build_features
+from candlecast.ml.features import FEATURE_NAMES, FEATURE_WINDOW, PRICE_COLUMNS, on_rows
 from candlecast.ml.metrics import brier, mae, mape, skill, smape
-from candlecast.ml.targets import build_targets
+from candlecast.ml.targets import grid_targets
 
 REGRESSION_TARGETS = ("open", "high", "low", "close", "range")
 _WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
@@ -122,7 +129,10 @@ def _best_weight(
     last_close: np.ndarray,
     min_skill: float,
 ) -> tuple[float, dict[str, float]]:
-    """Returns the blend weight w and validation figures, all measured as price MAE."""
+    """Returns the blend weight w toward `model` from `base` and its validation price MAEs.
+
+    w = 0 (pure baseline) unless the best blend beats `base` by at least min_skill.
+    """
     target = to_level(name, y, last_close)
     base_mae = mae(target, to_level(name, base, last_close))
     raw_mae = mae(target, to_level(name, model, last_close))
@@ -133,19 +143,64 @@ def _best_weight(
             best_w, best_mae = float(w), err
     if not skill(best_mae, base_mae) >= min_skill:
         best_w, best_mae = 0.0, base_mae
-    chosen = to_level(name, base + best_w * (model - base), last_close)
-    figures = {
+    return best_w, {"mae": best_mae, "gate_mae": base_mae, "raw_model_mae": raw_mae}
+
+
+def _candidates(name: str, base: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The naive forecasts of a target on `rows`, by baseline name; the primary one first."""
+    out = {BASELINE_NAMES[name]: base[f"y_{name}"].to_numpy()[rows]}
+    if name in STRONG_TARGETS:
+        out[STRONG_BASELINE_NAMES[name]] = base[f"strong_y_{name}"].to_numpy()[rows]
+    return out
+
+
+def _gate_baseline(
+    name: str, y: np.ndarray, candidates: Mapping[str, np.ndarray], last_close: np.ndarray
+) -> str:
+    """The candidate naive with the lowest validation price MAE; ties go to the strong one."""
+    target = to_level(name, y, last_close)
+    scores = {k: mae(target, to_level(name, v, last_close)) for k, v in candidates.items()}
+    order = sorted(scores, key=lambda k: (scores[k], k == BASELINE_NAMES[name]))
+    return order[0]
+
+
+def _figures(
+    name: str,
+    y: np.ndarray,
+    chosen: np.ndarray,
+    candidates: Mapping[str, np.ndarray],
+    last_close: np.ndarray,
+    gate: str,
+    weight: float,
+    maes: Mapping[str, float],
+) -> dict[str, Any]:
+    """Validation figures of one target against both naives (the report's field names)."""
+    target = to_level(name, y, last_close)
+    level = to_level(name, chosen, last_close)
+    model_mae = maes["mae"]
+    primary = BASELINE_NAMES[name]
+    primary_mae = mae(target, to_level(name, candidates[primary], last_close))
+    out: dict[str, Any] = {
         "samples": float(np.isfinite(target).sum()),
-        "mape": mape(target, chosen),
-        "smape": smape(target, chosen),
-        "weight": best_w,
-        "mae": best_mae,
-        "baseline_mae": base_mae,
-        "skill": skill(best_mae, base_mae),
-        "raw_model_mae": raw_mae,
-        "raw_model_skill": skill(raw_mae, base_mae),
+        "mape": mape(target, level),
+        "smape": smape(target, level),
+        "weight": weight,
+        "mae": model_mae,
+        "baseline": primary,
+        "baseline_mae": primary_mae,
+        "skill": skill(model_mae, primary_mae),
     }
-    return best_w, figures
+    if name in STRONG_TARGETS:
+        strong = STRONG_BASELINE_NAMES[name]
+        strong_mae = mae(target, to_level(name, candidates[strong], last_close))
+        out["strong_baseline"] = strong
+        out["strong_baseline_mae"] = strong_mae
+        out["strong_skill"] = skill(model_mae, strong_mae)
+    out["gate_baseline"] = gate
+    out["gate_skill"] = skill(model_mae, maes["gate_mae"])
+    out["raw_model_mae"] = maes["raw_model_mae"]
+    out["raw_model_skill"] = skill(maes["raw_model_mae"], maes["gate_mae"])
+    return out
 
 
 @dataclass(slots=True)
@@ -181,9 +236,8 @@ def train(
     """Fits every model on the frame's candles and returns the bundle; pure and reproducible."""
     p = resolve_params(params)
     step = p.interval_ms
-    feats = build_features(frame, step)
-    targets = build_targets(frame, step)
-    base = baseline_returns(frame, step)
+    grid, feats, base = frame_inputs(frame, step)
+    targets = on_rows(grid_targets(grid), frame)
     split = _split(frame, targets, p)
     x_fit = feats.iloc[split.fit]
     x_val = feats.iloc[split.val]
@@ -191,26 +245,32 @@ def train(
 
     models: dict[str, str] = {}
     weights: dict[str, float] = {}
-    validation: dict[str, dict[str, float]] = {}
+    gates: dict[str, str] = {}
+    validation: dict[str, dict[str, Any]] = {}
     val_pred: dict[str, np.ndarray] = {}
     for name in REGRESSION_TARGETS:
         col = f"y_{name}"
-        b_val = base[col].to_numpy()[split.val]
+        y_all = targets[col].to_numpy()
+        candidates = _candidates(name, base, split.val)
+        # Blend toward, and gate against, the better naive on validation (docs/model.md).
+        gates[name] = _gate_baseline(name, y_all[split.val], candidates, c_val)
+        b_val = candidates[gates[name]]
         if name == "open" and not p.fit_open:
             weights[name], val_pred[col] = 0.0, b_val
             continue
-        y_all = targets[col].to_numpy()
         booster = lgb.train(
             _lgb_params(p, "l1"),
             lgb.Dataset(x_fit, y_all[split.fit], feature_name=list(FEATURE_NAMES)),
             num_boost_round=p.n_estimators,
         )
         raw = np.asarray(booster.predict(x_val))
-        w, figures = _best_weight(name, y_all[split.val], b_val, raw, c_val, p.min_val_skill)
+        w, maes = _best_weight(name, y_all[split.val], b_val, raw, c_val, p.min_val_skill)
         models[name] = booster.model_to_string()
         weights[name] = w
         val_pred[col] = b_val + w * (raw - b_val)
-        validation[name] = figures
+        validation[name] = _figures(
+            name, y_all[split.val], val_pred[col], candidates, c_val, gates[name], w, maes
+        )
 
     # Split-conformal interval for the close, normalised by the forecast range so it widens in
     # volatile hours instead of being one width for all.
@@ -266,6 +326,7 @@ def train(
         feature_names=list(FEATURE_NAMES),
         model_strings=models,
         weights=weights,
+        gate_baselines=gates,
         platt=(float(platt[0]), float(platt[1])),
         direction_weight=best_w,
         climatology=climatology,

@@ -15,6 +15,7 @@ from candlecast.ml.train import train
 from tests.unit.ml.conftest import FAST_PARAMS, STEP, synthetic_frame
 
 TARGET_KEYS = {"mae", "rmse", "mape", "smape", "baseline", "baseline_mae", "skill"}
+STRONG_KEYS = {"strong_baseline", "strong_baseline_mae", "strong_skill"}
 DIRECTION_KEYS = {"n", "accuracy", "accuracy_ci95", "brier", "brier_baseline", "log_loss"}
 DIRECTION_KEYS |= {"ece", "wda"}
 
@@ -82,14 +83,18 @@ def test_report_schema(report_and_calls: Any) -> None:
     }  # fmt: skip
     assert report["symbol"] == "SYN" and report["interval"] == "5m"
     assert set(report["targets"]) == {"open", "high", "low", "close", "range"}
-    for block in report["targets"].values():
-        assert set(block) == TARGET_KEYS
+    for name, block in report["targets"].items():
+        strong = name in {"high", "low", "range"}
+        assert set(block) == TARGET_KEYS | (STRONG_KEYS if strong else set())
+        assert block["baseline"] == ("last_range_centred" if strong else "persistence")
     assert set(report["close_interval"]) == {"level", "coverage", "mean_width"}
     assert set(report["direction"]) == DIRECTION_KEYS
     assert len(report["per_fold"]) == 3
     assert sum(f["rows"] for f in report["per_fold"]) == report["rows"]
     for fold in report["per_fold"]:
         assert {"start", "end", "targets", "close_interval", "direction"} <= set(fold)
+        assert set(fold["targets"]["range"]) == TARGET_KEYS | STRONG_KEYS
+        assert set(fold["gate_baselines"]) == {"open", "high", "low", "close", "range"}
     # Random-walk closes: gated to persistence, so skill is exactly zero.
     assert report["targets"]["close"]["skill"] == 0.0
     assert 0.75 < report["close_interval"]["coverage"] < 1.0
@@ -107,5 +112,16 @@ def test_prospective_metrics_matches_a_hand_built_pair() -> None:
     up = real["close"].to_numpy() > preds["last_close"].to_numpy()
     assert out["direction"]["n"] == 50
     assert out["direction"]["brier"] == pytest.approx(np.mean((preds["prob_up"] - up) ** 2))
+    real_range = (real["high"] - real["low"]).to_numpy()
+    asof = frame.set_index("open_time").loc[preds["open_time"]]
+    centred = (asof["high"] - asof["low"]).to_numpy()
+    rng = out["targets"]["range"]
+    assert rng["baseline_mae"] == pytest.approx(np.mean(np.abs(real_range - centred)))
+    strong = preds["strong_base_range_next"].to_numpy()
+    assert rng["strong_baseline_mae"] == pytest.approx(np.mean(np.abs(real_range - strong)))
+    assert rng["strong_skill"] == pytest.approx(1 - rng["mae"] / rng["strong_baseline_mae"])
+    # Ledger rows without baseline columns: recomputed from the candles, same figures.
+    bare = preds.drop(columns=[c for c in preds.columns if "base_" in c and "prob" not in c])
+    assert ev.prospective_metrics(bare, frame) == out
     # A forecast whose candle has not closed yet is simply not scored.
     assert ev.prospective_metrics(preds, frame.iloc[:10])["rows"] == 0
