@@ -234,9 +234,7 @@ def forecast_next(
         baselines=baselines,
     )
     with write_transaction(engine) as connection:
-        recorded = ledger.record(
-            connection, forecast=forecast, close_time=newest + 2 * step - 1
-        )
+        recorded = ledger.record(connection, forecast=forecast, close_time=newest + 2 * step - 1)
     return forecast.__dict__ if recorded else None
 
 

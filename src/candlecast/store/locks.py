@@ -46,8 +46,12 @@ def job_lock(engine: Engine, name: str) -> Iterator[None]:
 
 @contextmanager
 def _advisory_lock(engine: Engine, name: str) -> Iterator[None]:
-    key = lock_key(name)
     with engine.connect() as connection:
+        # Advisory locks span the whole database: scope them to this schema's deployment.
+        database, schema = connection.execute(
+            text("SELECT current_database(), current_schema()")
+        ).one()
+        key = lock_key(f"{database}.{schema}:{name}")
         acquired = connection.execute(
             text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
         ).scalar_one()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
+from candlecast.store.candles import fetch_matrix
 from candlecast.store.tables import PREDICTION_VALUE_COLUMNS, model_predictions
 
 _ALL_COLUMNS = ("model_id", "open_time", "symbol", "interval", *PREDICTION_VALUE_COLUMNS)
@@ -43,7 +44,9 @@ def write(
     if connection.dialect.name == "postgresql" and len(rows) > _COPY_THRESHOLD:
         _copy_postgresql(connection, rows, columns)
         return len(rows)
-    marks = ", ".join(["%s" if connection.dialect.name == "postgresql" else "?"] * len(_ALL_COLUMNS))
+    marks = ", ".join(
+        ["%s" if connection.dialect.name == "postgresql" else "?"] * len(_ALL_COLUMNS)
+    )
     connection.exec_driver_sql(
         f"INSERT INTO model_predictions ({columns}) VALUES ({marks}) "
         'ON CONFLICT ("model_id", "open_time") DO NOTHING',
@@ -93,16 +96,23 @@ def read_columns(
     start: int,
     end: int,
     columns: Sequence[str] = PREDICTION_VALUE_COLUMNS,
-) -> dict[str, list[object]]:
-    """Stored predictions with open_time in [start, end] as ascending columns (None for NULL)."""
-    query = (
-        select(model_predictions.c.open_time, *(model_predictions.c[name] for name in columns))
-        .where(model_predictions.c.model_id == model_id)
-        .where(model_predictions.c.open_time.between(start, end))
-        .order_by(model_predictions.c.open_time)
+) -> dict[str, np.ndarray]:
+    """Stored predictions with open_time in [start, end] as ascending float64 columns (NaN:
+    NULL), open_time as int64."""
+    for name in columns:
+        if name not in PREDICTION_VALUE_COLUMNS:
+            raise ValueError(f"not a prediction column: {name}")
+    selected = ", ".join(f'"{name}"' for name in columns)
+    matrix = fetch_matrix(
+        connection,
+        f"SELECT open_time, {selected} FROM model_predictions WHERE model_id = %(model_id)s "
+        "AND open_time BETWEEN %(start)s AND %(end)s ORDER BY open_time",
+        {"model_id": model_id, "start": start, "end": end},
     )
-    fetched = connection.execute(query).all()
-    names = ("open_time", *columns)
-    if not fetched:
-        return {name: [] for name in names}
-    return {name: list(values) for name, values in zip(names, zip(*fetched, strict=True), strict=True)}
+    if matrix.size == 0:
+        return {"open_time": np.empty(0, dtype=np.int64)} | {
+            name: np.empty(0, dtype=np.float64) for name in columns
+        }
+    out = {"open_time": matrix[:, 0].astype(np.int64)}
+    out.update({name: matrix[:, i + 1] for i, name in enumerate(columns)})
+    return out

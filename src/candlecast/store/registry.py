@@ -163,3 +163,15 @@ def decide(
         .where(models.c.id == model_id)
         .values(status=CHAMPION if promote else CHALLENGER, decision=decision)
     )
+
+
+def champion_id(connection: Connection, *, symbol: str, interval: str) -> int | None:
+    """The champion's id only: a cheap probe for caches keyed on the serving model."""
+    value = connection.execute(
+        select(models.c.id)
+        .where(models.c.symbol == symbol, models.c.interval == interval)
+        .where(models.c.status == CHAMPION)
+        .order_by(models.c.id.desc())
+        .limit(1)
+    ).scalar()
+    return None if value is None else int(value)

@@ -1,0 +1,66 @@
+"""The FastAPI app factory: everything is built per call, nothing at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from candlecast.api import errors, routes_data, routes_legacy, routes_ops, routes_series
+from candlecast.api.context import ApiContext, Trainer, wall_clock_ms
+from candlecast.api.middleware import GuardMiddleware
+from candlecast.bootstrap import Services
+from candlecast.config import Settings
+from candlecast.runtime import Runtime
+
+DESCRIPTION = (
+    "Closed Binance klines, next-candle forecasts with their baselines, and the jobs that keep "
+    "them current. Read routes are public; POST routes need `Authorization: Bearer <token>`."
+)
+
+
+def _train_isolated(
+    settings: Settings, *, symbol: str, interval: str, days: float
+) -> dict[str, Any]:
+    from candlecast.jobs.isolated import train_isolated
+
+    return train_isolated(settings, symbol=symbol, interval=interval, days=days)
+
+
+def create_app(
+    services: Services,
+    runtime: Runtime,
+    *,
+    trainer: Trainer | None = None,
+    clock: Callable[[], int] | None = None,
+) -> FastAPI:
+    """Builds the API over these services; `trainer` and `clock` exist for tests."""
+    app = FastAPI(
+        title="candlecast",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.context = ApiContext(
+        services=services,
+        runtime=runtime,
+        trainer=trainer or _train_isolated,
+        clock=clock or wall_clock_ms,
+    )
+    errors.install(app)
+    for module in (routes_legacy, routes_series, routes_data, routes_ops):
+        app.include_router(module.router)
+    app.add_middleware(GuardMiddleware)
+    origins = services.settings.cors_origins
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return app

@@ -1,0 +1,238 @@
+"""The old system's routes, kept under /api with their field names: ingest, train, backfill,
+metrics and the prospective futures. (/api/series lives in routes_series.)"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from candlecast import jobs
+from candlecast.api.auth import Authorized
+from candlecast.api.context import BadParameter, Context, PairDep, parse_time, resolve_pair
+from candlecast.api.schemas import (
+    BackfillBody,
+    BackfillResponse,
+    FuturesPoint,
+    FuturesResponse,
+    FuturesUpdateResponse,
+    IngestResponse,
+    MetricsResponse,
+    TrainBody,
+    TrainResponse,
+)
+from candlecast.api.shaping import MAX_WINDOW_DAYS, baselines_of, clean, iso, skill_of
+from candlecast.domain import interval_ms
+from candlecast.jobs import pipeline
+from candlecast.jobs.common import DAY_MS
+from candlecast.jobs.modeling import NoData, NoModel
+from candlecast.store import candles as candle_store
+from candlecast.store import ledger, registry, runs
+from candlecast.store.locks import job_lock
+
+router = APIRouter(prefix="/api", tags=["legacy"])
+DaysQuery = Annotated[int | None, Query(ge=1, le=MAX_WINDOW_DAYS, description="1-90 days")]
+
+
+@router.post("/ingest", response_model=IngestResponse, dependencies=Authorized)
+def ingest(context: Context, pair: PairDep) -> IngestResponse:
+    """Fetches every closed candle since the last stored one, then refreshes forecasts."""
+    services = context.services
+    with services.exchange() as client:
+        report = jobs.ingest(
+            services.engine,
+            client,
+            symbol=pair.symbol,
+            interval=pair.interval,
+            days=services.settings.backfill_days,
+        )
+    refreshed = pipeline.refresh_after_candles(
+        services.engine, symbol=pair.symbol, interval=pair.interval
+    )
+    scored = report.forecasts_scored + int(refreshed["scored"])
+    return IngestResponse(
+        inserted=report.written.inserted,
+        futures_updated=scored + int(refreshed["recorded"]),
+        fetched=report.fetched,
+        repaired=report.written.repaired,
+        calls=report.calls,
+        scored=scored,
+        recorded=int(refreshed["recorded"]),
+        materialized=int(refreshed["materialized"]),
+    )
+
+
+@router.post("/train", response_model=TrainResponse, dependencies=Authorized)
+def train(
+    context: Context, pair: PairDep, days: DaysQuery = None, body: TrainBody | None = None
+) -> TrainResponse:
+    """Trains on the last `days` days in a child process; 409 while a training runs."""
+    services = context.services
+    chosen = days or (body.days if body else None) or min(services.settings.train_days, 90)
+    # Fail fast with 409 instead of paying for a child process that would only find the lock.
+    with job_lock(services.engine, f"train:{pair.symbol}:{pair.interval}"):
+        pass
+    details = context.trainer(
+        services.settings, symbol=pair.symbol, interval=pair.interval, days=chosen
+    )
+    model_id = details.get("model_id")
+    metrics: dict[str, Any] = {}
+    if model_id is not None:
+        with services.engine.connect() as connection:
+            record = registry.get_model(connection, model_id=int(model_id))
+        metrics = record.metrics if record is not None else {}
+    if details.get("promoted"):
+        pipeline.refresh_after_candles(services.engine, symbol=pair.symbol, interval=pair.interval)
+    return TrainResponse(
+        samples=int(metrics.get("samples") or 0),
+        mae=metrics.get("mae"),
+        mape=metrics.get("mape"),
+        smape=metrics.get("smape"),
+        model_id=None if model_id is None else int(model_id),
+        promoted=bool(details.get("promoted")),
+        skipped=bool(details.get("skipped")),
+        reason=details.get("reason") or details.get("decision"),
+        days=chosen,
+        baselines=baselines_of(metrics),
+    )
+
+
+@router.post("/init/backfill", response_model=BackfillResponse, dependencies=Authorized)
+def init_backfill(
+    context: Context,
+    days: DaysQuery = None,
+    symbol: Annotated[str | None, Query(description="Default: the configured symbol")] = None,
+    interval: Annotated[str | None, Query(description="Default: the configured one")] = None,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="Accepted for compatibility; pages are always 1000"),
+    ] = None,
+    body: BackfillBody | None = None,
+) -> BackfillResponse:
+    """Fills the last `days` days of closed candles, fetching only what is missing."""
+    services = context.services
+    if body is not None:
+        symbol = symbol or body.symbol
+        interval = interval or body.interval
+        days = days or body.days
+    pair = resolve_pair(context, symbol, interval)
+    chosen = days or min(services.settings.backfill_days, MAX_WINDOW_DAYS)
+    with services.exchange() as client:
+        report = jobs.backfill(
+            services.engine, client, symbol=pair.symbol, interval=pair.interval, days=chosen
+        )
+    pipeline.refresh_after_candles(services.engine, symbol=pair.symbol, interval=pair.interval)
+    return BackfillResponse(
+        fetched=report.fetched,
+        inserted=report.written.inserted,
+        calls=report.calls,
+        days=chosen,
+        repaired=report.written.repaired,
+        symbol=pair.symbol,
+        interval=pair.interval,
+    )
+
+
+@router.get("/metrics", response_model=MetricsResponse)
+def metrics(context: Context, pair: PairDep) -> MetricsResponse:
+    """The champion's validation metrics and when its training ran; 404 before any model."""
+    with context.services.engine.connect() as connection:
+        record = registry.champion(connection, symbol=pair.symbol, interval=pair.interval)
+        if record is None:
+            raise NoModel(f"no {pair.symbol} {pair.interval} model yet; POST /api/train first")
+        run = next(
+            (
+                r
+                for r in runs.recent_runs(connection, name="train", limit=200)
+                if r.details.get("model_id") == record.id and r.status == runs.OK
+            ),
+            None,
+        )
+    figures = record.metrics
+    return MetricsResponse(
+        mae=figures.get("mae"),
+        mape=figures.get("mape"),
+        smape=figures.get("smape"),
+        samples=int(figures.get("samples") or 0),
+        split_train=int(figures.get("split_train") or 0),
+        split_total=int(figures.get("split_total") or 0),
+        started_at=iso(run.started_at) if run else None,
+        finished_at=iso(run.finished_at) if run else iso(record.created_at),
+        validation_start=str(iso(int(figures.get("validation_start") or record.train_start))),
+        model_id=record.id,
+        baselines=baselines_of(figures),
+        skill=skill_of(figures),
+        validation=clean(figures.get("validation") or {}),
+    )
+
+
+@router.get("/futures", response_model=FuturesResponse)
+def futures(
+    context: Context,
+    pair: PairDep,
+    start: Annotated[str | None, Query(description="ISO 8601; default end - 1 day")] = None,
+    end: Annotated[str | None, Query(description="ISO 8601; default: the newest forecast")] = None,
+) -> FuturesResponse:
+    """The prospective series from the prediction ledger: forecasts beside realized closes."""
+    first, last = parse_time("start", start), parse_time("end", end)
+    if first is not None and last is not None and first > last:
+        raise BadParameter("start", "start is after end")
+    if first is not None and last is not None and last - first > MAX_WINDOW_DAYS * DAY_MS:
+        raise BadParameter("end", f"the window is longer than {MAX_WINDOW_DAYS} days")
+    step = interval_ms(pair.interval)
+    with context.services.engine.connect() as connection:
+        if last is None:
+            newest = ledger.latest(connection, symbol=pair.symbol, interval=pair.interval)
+            last = int(newest["target_open_time"]) if newest else 0
+        if first is None:
+            first = last - DAY_MS + step
+        frame = ledger.frame(
+            connection, symbol=pair.symbol, interval=pair.interval, start=first, end=last
+        )
+        realized = candle_store.read_columns(
+            connection, symbol=pair.symbol, interval=pair.interval, start=first, end=last,
+            names=("close",),
+        )  # fmt: skip
+    if frame.empty:
+        return FuturesResponse(points=[])
+    # One forecast per target candle: the first one made (a promotion race may add a second).
+    frame = frame.drop_duplicates("target_open_time", keep="first")
+    closes = dict(zip(realized["open_time"].tolist(), realized["close"].tolist(), strict=True))
+    points = []
+    for target, pred_close, model_id in zip(
+        frame["target_open_time"].tolist(), frame["close_next"].tolist(),
+        frame["model_id"].tolist(), strict=True,
+    ):  # fmt: skip
+        real = closes.get(int(target))
+        points.append(
+            FuturesPoint(
+                time=str(iso(int(target))),
+                pred_close=float(pred_close),
+                real_close=None if real is None else float(real),
+                err_close=None if real is None else float(pred_close) - float(real),
+                model_id=int(model_id),
+            )
+        )
+    return FuturesResponse(points=points)
+
+
+@router.post("/futures/update", response_model=FuturesUpdateResponse, dependencies=Authorized)
+def futures_update(context: Context, pair: PairDep) -> FuturesUpdateResponse:
+    """Scores the ledger and records the champion's forecast for the next candle now."""
+    engine = context.services.engine
+    with engine.connect() as connection:
+        if (
+            candle_store.last_open_time(connection, symbol=pair.symbol, interval=pair.interval)
+            is None
+        ):
+            raise NoData(f"no {pair.symbol} {pair.interval} candles stored; backfill first")
+        if registry.champion_id(connection, symbol=pair.symbol, interval=pair.interval) is None:
+            raise NoModel(f"no {pair.symbol} {pair.interval} model yet; POST /api/train first")
+    refreshed = pipeline.refresh_after_candles(engine, symbol=pair.symbol, interval=pair.interval)
+    scored, recorded = int(refreshed["scored"]), int(refreshed["recorded"])
+    return FuturesUpdateResponse(
+        updated=scored + recorded,
+        scored=scored,
+        recorded=recorded,
+        materialized=int(refreshed["materialized"]),
+    )

@@ -1,0 +1,121 @@
+"""What follows every new closed candle: score the ledger, forecast the next candle, and
+materialize the champion's predictions. Idempotent and cheap: it reads only recent rows."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from candlecast.domain import ExchangeError, close_time_of, interval_ms
+from candlecast.jobs import modeling
+from candlecast.jobs.common import DAY_MS
+from candlecast.ml.features import FEATURE_WINDOW
+from candlecast.store import candles as candle_store
+from candlecast.store import predictions, registry
+from candlecast.store.db import write_transaction
+
+log = logging.getLogger(__name__)
+
+# A champion with no stored predictions (e.g. trained before they existed) gets at most this
+# much history materialized at once, the longest window /api/series serves.
+MAX_BACKFILL_DAYS = 90
+
+
+def refresh_after_candles(
+    engine: Engine,
+    *,
+    symbol: str,
+    interval: str,
+    exchange_clock: Callable[[], int] | None = None,
+) -> dict[str, Any]:
+    """Scores the ledger, records the champion's next forecast, materializes new predictions.
+
+    With `exchange_clock`, no forecast is recorded for a target candle that has already closed
+    at the exchange (the store lagging behind must not let hindsight into the ledger).
+    """
+    result: dict[str, Any] = {
+        "scored": modeling.score_ledger(engine, symbol=symbol, interval=interval),
+        "recorded": 0,
+        "materialized": 0,
+        "champion_id": None,
+    }
+    with engine.connect() as connection:
+        record = registry.champion(connection, symbol=symbol, interval=interval)
+        newest = candle_store.last_open_time(connection, symbol=symbol, interval=interval)
+        done = (
+            None if record is None else predictions.last_open_time(connection, model_id=record.id)
+        )
+    if record is None or newest is None:
+        return result
+    result["champion_id"] = record.id
+    recorded = None
+    if _target_still_open(exchange_clock, newest + interval_ms(interval), interval):
+        try:
+            recorded = modeling.forecast_next(engine, symbol=symbol, interval=interval)
+        except (modeling.NoModel, modeling.NoData):
+            # The champion changed or candles went meanwhile; the next refresh catches up.
+            recorded = None
+    else:
+        result["forecast_skipped"] = "the target candle has already closed at the exchange"
+    result["recorded"] = int(recorded is not None)
+    result["materialized"] = materialize(
+        engine, model_id=record.id, symbol=symbol, interval=interval, newest=newest, done=done
+    )
+    return result
+
+
+def _target_still_open(
+    exchange_clock: Callable[[], int] | None, target_open_time: int, interval: str
+) -> bool:
+    if exchange_clock is None:
+        return True
+    try:
+        now = exchange_clock()
+    except ExchangeError as exc:
+        # The store's own check (ledger.record) still refuses a target that is stored.
+        log.warning("exchange clock unavailable, forecasting anyway: %s", exc)
+        return True
+    return now <= close_time_of(target_open_time, interval)
+
+
+def materialize(
+    engine: Engine,
+    *,
+    model_id: int,
+    symbol: str,
+    interval: str,
+    newest: int,
+    done: int | None,
+) -> int:
+    """Stores the model's predictions for candles after `done` up to `newest`; returns rows."""
+    step = interval_ms(interval)
+    first = newest - MAX_BACKFILL_DAYS * DAY_MS + step
+    if done is not None:
+        first = max(first, done + step)
+    if first > newest:
+        return 0
+    bundle = modeling.load_bundle(engine, model_id)
+    with engine.connect() as connection:
+        # Only the feature window before the first new candle is read, not the whole history.
+        history = candle_store.read_frame(
+            connection,
+            symbol=symbol,
+            interval=interval,
+            start=first - (FEATURE_WINDOW + 2) * step,
+            end=newest,
+        )
+    if history.empty:
+        return 0
+    predicted = bundle.predict(history)
+    fresh = predicted[predicted["open_time"] >= first]
+    if fresh.empty:
+        return 0
+    with write_transaction(engine) as connection:
+        written = predictions.write(
+            connection, model_id=model_id, symbol=symbol, interval=interval, frame=fresh
+        )
+    log.debug("materialized %d prediction(s) of model %d", written, model_id)
+    return written
