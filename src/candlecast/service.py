@@ -15,7 +15,7 @@ from candlecast.bootstrap import Services, bootstrap
 from candlecast.config import Settings
 from candlecast.domain import CandlecastError, JobAlreadyRunning, iso_utc
 from candlecast.exchange.stream import KlineClosed, KlineStream, KlineUpdate, Reconnected
-from candlecast.jobs import isolated, modeling, pipeline, sync
+from candlecast.jobs import isolated, pipeline, sync
 from candlecast.jobs.common import now_ms
 from candlecast.runtime import Runtime
 from candlecast.scheduler import ScheduledJob, Scheduler
@@ -67,9 +67,14 @@ class Service:
         self._stream_loop: asyncio.AbstractEventLoop | None = None
 
     @property
-    def pair(self) -> dict[str, str]:
-        """The configured symbol and interval as keyword arguments."""
-        return {"symbol": self.settings.symbol, "interval": self.settings.interval}
+    def symbol(self) -> str:
+        """The configured symbol."""
+        return self.settings.symbol
+
+    @property
+    def interval(self) -> str:
+        """The configured interval."""
+        return self.settings.interval
 
     def start(self) -> None:
         """Starts the start-up sequence, the stream and the scheduled jobs in the background."""
@@ -87,7 +92,9 @@ class Service:
             self._scheduler.shutdown()
         stopped = isolated.terminate_all()
         if stopped:
-            log.info("stopped %d training process(es); the previous champion keeps serving", stopped)
+            log.info(
+                "stopped %d training process(es); the previous champion keeps serving", stopped
+            )
         if self._stream is not None and self._stream_loop is not None:
             asyncio.run_coroutine_threadsafe(self._stream.close(), self._stream_loop)
         for thread in self._threads:
@@ -109,7 +116,10 @@ class Service:
     def refresh(self) -> dict[str, Any]:
         """After new candles: score the ledger, forecast the next candle, materialize."""
         result = pipeline.refresh_after_candles(
-            self.services.engine, exchange_clock=self.exchange_clock, **self.pair
+            self.services.engine,
+            exchange_clock=self.exchange_clock,
+            symbol=self.symbol,
+            interval=self.interval,
         )
         self.runtime.bump()
         return result
@@ -118,7 +128,11 @@ class Service:
         """REST ingest: catch whatever the stream missed, and repair differences."""
         with self.services.exchange() as client:
             sync.ingest(
-                self.services.engine, client, days=self.settings.backfill_days, **self.pair
+                self.services.engine,
+                client,
+                days=self.settings.backfill_days,
+                symbol=self.symbol,
+                interval=self.interval,
             )
         self.refresh()
 
@@ -126,14 +140,22 @@ class Service:
         """Re-fetch the backfill window and repair every candle that differs or is missing."""
         with self.services.exchange() as client:
             sync.reconcile(
-                self.services.engine, client, days=self.settings.backfill_days, **self.pair
+                self.services.engine,
+                client,
+                days=self.settings.backfill_days,
+                symbol=self.symbol,
+                interval=self.interval,
             )
         self.refresh()
 
     def train(self, *, force: bool = False) -> dict[str, Any]:
         """Train in a child process; a newly promoted champion serves from the next request."""
         details = isolated.train_isolated(
-            self.settings, days=self.settings.train_days, force=force, **self.pair
+            self.settings,
+            days=self.settings.train_days,
+            force=force,
+            symbol=self.symbol,
+            interval=self.interval,
         )
         self.refresh()
         return details
@@ -144,7 +166,7 @@ class Service:
             if self._stop.is_set():
                 return
             with self.services.engine.connect() as connection:
-                champion = registry.champion(connection, **self.pair)
+                champion = registry.champion(connection, symbol=self.symbol, interval=self.interval)
             if champion is None:
                 try:
                     self.train()
@@ -166,7 +188,11 @@ class Service:
             try:
                 with job_lock(self.services.engine, pair_lock), self.services.exchange() as client:
                     report = sync.backfill(
-                        self.services.engine, client, days=self.settings.backfill_days, **self.pair
+                        self.services.engine,
+                        client,
+                        days=self.settings.backfill_days,
+                        symbol=self.symbol,
+                        interval=self.interval,
                     )
                 log.info("backfill: %d candles inserted in %d calls",
                          report.written.inserted, report.calls)  # fmt: skip
@@ -208,7 +234,9 @@ class Service:
         stream = KlineStream.from_settings(self.settings)
         self._stream = stream
         with self.services.engine.connect() as connection:
-            stream.resume_after(candle_store.last_open_time(connection, **self.pair))
+            stream.resume_after(
+                candle_store.last_open_time(connection, symbol=self.symbol, interval=self.interval)
+            )
         watcher = asyncio.create_task(self._watch_stream(stream))
         try:
             async for event in stream:
@@ -254,7 +282,8 @@ class Service:
                     rows=[candle_store.row_from_candle(candle)],
                     source="ws",
                     fetched_at=now_ms(),
-                    **self.pair,
+                    symbol=self.symbol,
+                    interval=self.interval,
                 )
             self.runtime.update(live_candle=None)
             self.refresh()
@@ -302,7 +331,7 @@ def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> N
 
     from candlecast.api.app import create_app
 
-    service, token, path = build(settings, scheduler=scheduler)
+    service, _, path = build(settings, scheduler=scheduler)
     app = create_app(service.services, service.runtime)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
     server = uvicorn.Server(config)

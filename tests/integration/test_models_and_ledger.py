@@ -34,8 +34,8 @@ def _load(engine: Engine, *, days: float, first: int = FIRST) -> int:
         for row in csv.DictReader(handle):
             open_time = parse_iso_utc(row["open_time"])
             if first <= open_time <= last:
-                rows.append((open_time, row["open"], row["high"], row["low"], row["close"],
-                             row["volume"], open_time + STEP - 1, None, None, None, None))  # fmt: skip
+                prices = (row["open"], row["high"], row["low"], row["close"], row["volume"])
+                rows.append((open_time, *prices, open_time + STEP - 1, None, None, None, None))
     with write_transaction(engine) as connection:
         store.upsert_candles(connection, symbol="BTCUSDT", interval="5m", rows=rows,
                              source="file", fetched_at=0)  # fmt: skip

@@ -46,9 +46,7 @@ def _wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> No
 
 
 def _environment(database_url: str, fake: Any, **extra: str) -> dict[str, str]:
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("CANDLECAST_")
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CANDLECAST_")}
     env.update(
         {
             "CANDLECAST_DATABASE_URL": database_url,
@@ -113,8 +111,10 @@ def _count(engine: Engine, query: Any) -> int:
 
 
 def _ready(engine: Engine) -> bool:
-    champion = _count(engine, select(func.count()).select_from(models).where(
-        models.c.status == registry.CHAMPION))  # fmt: skip
+    champion = _count(
+        engine,
+        select(func.count()).select_from(models).where(models.c.status == registry.CHAMPION),
+    )
     return champion > 0 and _count(engine, select(func.count()).select_from(forecasts)) > 0
 
 
@@ -145,14 +145,18 @@ def test_serve_backfills_trains_forecasts_and_follows_the_stream(
     with engine.connect() as connection:
         stored = set(
             connection.execute(
-                select(candles.c.open_time).where(candles.c.open_time.between(
-                    first_target, last_closed))  # fmt: skip
+                select(candles.c.open_time).where(
+                    candles.c.open_time.between(first_target, last_closed)
+                )
             ).scalars()
         )
         ledger_rows = connection.execute(
-            select(forecasts.c.target_open_time, forecasts.c.made_at_exchange,
-                   forecasts.c.real_close, forecasts.c.scored_at)  # fmt: skip
-            .where(forecasts.c.target_open_time.between(first_target, last_closed))
+            select(
+                forecasts.c.target_open_time,
+                forecasts.c.made_at_exchange,
+                forecasts.c.real_close,
+                forecasts.c.scored_at,
+            ).where(forecasts.c.target_open_time.between(first_target, last_closed))
         ).all()
     expected = set(range(first_target, last_closed + 1, STEP))
     assert len(expected) >= 10, "the observation window is too short"
@@ -191,8 +195,9 @@ def test_two_replicas_run_each_tick_once(
     window_end = int(time.time() * 1000)
 
     def runs(name: str) -> int:
-        return _count(engine, select(func.count()).select_from(job_runs).where(
-            job_runs.c.name == name, job_runs.c.started_at.between(window_start, window_end)))  # fmt: skip
+        in_window = job_runs.c.started_at.between(window_start, window_end)
+        query = select(func.count()).select_from(job_runs)
+        return _count(engine, query.where(job_runs.c.name == name, in_window))
 
     # Ticks land every 5 s (ingest) and 10 s (train) on both replicas; each runs once.
     assert 6 <= runs("ingest") <= 9, processes.logs()
@@ -221,7 +226,7 @@ def test_sigterm_during_training_keeps_the_champion_and_leaves_no_process(
     family = [parent, *parent.children(recursive=True)]
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=30)
-    gone, alive = psutil.wait_procs(family, timeout=15)
+    _, alive = psutil.wait_procs(family, timeout=15)
     assert not alive, [p.pid for p in alive]
     with engine.connect() as connection:
         still = registry.champion(connection, symbol="BTCUSDT", interval="5m")
