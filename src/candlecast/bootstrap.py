@@ -22,6 +22,11 @@ class Services:
         """A new REST client for the configured exchange; close it when done."""
         return BinanceRest.from_settings(self.settings)
 
+    def exchange_time(self) -> int:
+        """The exchange's clock (GET /api/v3/time), epoch ms."""
+        with self.exchange() as client:
+            return client.server_time()
+
     def close(self) -> None:
         """Releases pooled database connections."""
         self.engine.dispose()

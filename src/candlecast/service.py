@@ -108,16 +108,11 @@ class Service:
 
     # The jobs --------------------------------------------------------------------------
 
-    def exchange_clock(self) -> int:
-        """The exchange's clock, read over REST (one light request)."""
-        with self.services.exchange() as client:
-            return client.server_time()
-
     def refresh(self) -> dict[str, Any]:
         """After new candles: score the ledger, forecast the next candle, materialize."""
         result = pipeline.refresh_after_candles(
             self.services.engine,
-            exchange_clock=self.exchange_clock,
+            exchange_clock=self.services.exchange_time,
             symbol=self.symbol,
             interval=self.interval,
         )

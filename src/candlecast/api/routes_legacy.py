@@ -47,7 +47,10 @@ def ingest(context: Context, pair: PairDep) -> IngestResponse:
             days=services.settings.backfill_days,
         )
     refreshed = pipeline.refresh_after_candles(
-        services.engine, symbol=pair.symbol, interval=pair.interval
+        services.engine,
+        symbol=pair.symbol,
+        interval=pair.interval,
+        exchange_clock=services.exchange_time,
     )
     scored = report.forecasts_scored + int(refreshed["scored"])
     return IngestResponse(
@@ -82,7 +85,12 @@ def train(
             record = registry.get_model(connection, model_id=int(model_id))
         metrics = record.metrics if record is not None else {}
     if details.get("promoted"):
-        pipeline.refresh_after_candles(services.engine, symbol=pair.symbol, interval=pair.interval)
+        pipeline.refresh_after_candles(
+            services.engine,
+            symbol=pair.symbol,
+            interval=pair.interval,
+            exchange_clock=services.exchange_time,
+        )
     return TrainResponse(
         samples=int(metrics.get("samples") or 0),
         mae=metrics.get("mae"),
@@ -121,7 +129,12 @@ def init_backfill(
         report = jobs.backfill(
             services.engine, client, symbol=pair.symbol, interval=pair.interval, days=chosen
         )
-    pipeline.refresh_after_candles(services.engine, symbol=pair.symbol, interval=pair.interval)
+    pipeline.refresh_after_candles(
+        services.engine,
+        symbol=pair.symbol,
+        interval=pair.interval,
+        exchange_clock=services.exchange_time,
+    )
     return BackfillResponse(
         fetched=report.fetched,
         inserted=report.written.inserted,
@@ -228,7 +241,12 @@ def futures_update(context: Context, pair: PairDep) -> FuturesUpdateResponse:
             raise NoData(f"no {pair.symbol} {pair.interval} candles stored; backfill first")
         if registry.champion_id(connection, symbol=pair.symbol, interval=pair.interval) is None:
             raise NoModel(f"no {pair.symbol} {pair.interval} model yet; POST /api/train first")
-    refreshed = pipeline.refresh_after_candles(engine, symbol=pair.symbol, interval=pair.interval)
+    refreshed = pipeline.refresh_after_candles(
+        engine,
+        symbol=pair.symbol,
+        interval=pair.interval,
+        exchange_clock=context.services.exchange_time,
+    )
     scored, recorded = int(refreshed["scored"]), int(refreshed["recorded"])
     return FuturesUpdateResponse(
         updated=scored + recorded,

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
-from candlecast.domain import CandlecastError, interval_ms
+from candlecast.domain import CandlecastError, ExchangeError, interval_ms
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
 from candlecast.ml.bundle import ModelBundle
 from candlecast.ml.evaluate import prospective_metrics, walk_forward
@@ -207,7 +207,7 @@ def forecast_next(
             start=newest - (FEATURE_WINDOW + 2) * step,
         )
     prediction = bundle.predict(history).iloc[-1]
-    exchange_now = exchange_clock() if exchange_clock is not None else None
+    exchange_now = _read_clock(exchange_clock)
     baselines = {
         name: float(prediction[name])
         for name in prediction.index
@@ -236,6 +236,17 @@ def forecast_next(
     with write_transaction(engine) as connection:
         recorded = ledger.record(connection, forecast=forecast, close_time=newest + 2 * step - 1)
     return forecast.__dict__ if recorded else None
+
+
+def _read_clock(exchange_clock: Callable[[], int] | None) -> int | None:
+    """The exchange's time, or None when unknown (no clock, or the exchange unreachable)."""
+    if exchange_clock is None:
+        return None
+    try:
+        return exchange_clock()
+    except ExchangeError as exc:
+        log.warning("cannot read the exchange clock for the forecast: %s", exc)
+        return None
 
 
 def score_ledger(engine: Engine, *, symbol: str, interval: str) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from candlecast.domain import ExchangeError, close_time_of, interval_ms
+from candlecast.domain import interval_ms
 from candlecast.jobs import modeling
 from candlecast.jobs.common import DAY_MS
 from candlecast.ml.features import FEATURE_WINDOW
@@ -51,34 +51,18 @@ def refresh_after_candles(
     if record is None or newest is None:
         return result
     result["champion_id"] = record.id
-    recorded = None
-    if _target_still_open(exchange_clock, newest + interval_ms(interval), interval):
-        try:
-            recorded = modeling.forecast_next(engine, symbol=symbol, interval=interval)
-        except (modeling.NoModel, modeling.NoData):
-            # The champion changed or candles went meanwhile; the next refresh catches up.
-            recorded = None
-    else:
-        result["forecast_skipped"] = "the target candle has already closed at the exchange"
+    try:
+        recorded = modeling.forecast_next(
+            engine, symbol=symbol, interval=interval, exchange_clock=exchange_clock
+        )
+    except (modeling.NoModel, modeling.NoData):
+        # The champion changed or candles went meanwhile; the next refresh catches up.
+        recorded = None
     result["recorded"] = int(recorded is not None)
     result["materialized"] = materialize(
         engine, model_id=record.id, symbol=symbol, interval=interval, newest=newest, done=done
     )
     return result
-
-
-def _target_still_open(
-    exchange_clock: Callable[[], int] | None, target_open_time: int, interval: str
-) -> bool:
-    if exchange_clock is None:
-        return True
-    try:
-        now = exchange_clock()
-    except ExchangeError as exc:
-        # The store's own check (ledger.record) still refuses a target that is stored.
-        log.warning("exchange clock unavailable, forecasting anyway: %s", exc)
-        return True
-    return now <= close_time_of(target_open_time, interval)
 
 
 def materialize(

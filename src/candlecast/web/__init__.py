@@ -1,1 +1,5 @@
-"""web"""
+"""The dashboard and documentation site, mounted on the API app by `mount`."""
+
+from candlecast.web.mount import mount
+
+__all__ = ["mount"]

@@ -1,0 +1,291 @@
+// Shared helpers for every page: API reads, formatting in local time, themed Plotly charts,
+// the theme toggle and live updates (polling /api/version with an ETag).
+"use strict";
+(function () {
+  const CC = (window.CC = {});
+  const body = document.body;
+  const INTERVALS = { m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 };
+  const iv = body.dataset.interval || "5m";
+  CC.STEP = parseInt(iv, 10) * (INTERVALS[iv.slice(-1)] || 60e3);
+  CC.POLL_MS = 2000;
+
+  // --- API -------------------------------------------------------------------------------
+  // Never throws: {ok, status, data, detail}; status 0 means the server was unreachable.
+  async function fetchJSON(path) {
+    try {
+      const response = await fetch(path, { headers: { Accept: "application/json" } });
+      let data = null;
+      try { data = await response.json(); } catch (e) { data = null; }
+      const detail = data && typeof data.detail === "string" ? data.detail : null;
+      return { ok: response.ok, status: response.status, data: data, detail: detail };
+    } catch (e) {
+      return { ok: false, status: 0, data: null, detail: "the server is unreachable" };
+    }
+  }
+  // Reads started early (while plotly.min.js is still being evaluated) are handed over once.
+  const early = new Map();
+  CC.get = function (path) {
+    const started = early.get(path);
+    if (started) { early.delete(path); return started; }
+    return fetchJSON(path);
+  };
+  // The window in days chosen by the URL hash (#7d), else the page's default.
+  CC.hashDays = function (allowed, fallback) {
+    const days = parseInt((location.hash || "").slice(1), 10);
+    return allowed.includes(days) ? days : fallback;
+  };
+  function prefetch(status) {
+    const urls = (body.dataset.prefetch || "").split(" ").filter(Boolean);
+    if (!status.last_candle_time || !urls.length) return;
+    const allowed = (body.dataset.days || "").split(",").map(Number);
+    const days = CC.hashDays(allowed, Number(body.dataset.daysDefault || 7));
+    urls.forEach((url) => {
+      const path = url.replace("{days}", String(days));
+      early.set(path, fetchJSON(path));
+    });
+    body.dataset.prefetch = "";
+  }
+
+  // --- Formatting --------------------------------------------------------------------------
+  const nf = (digits) => new Intl.NumberFormat(undefined, {
+    minimumFractionDigits: digits, maximumFractionDigits: digits });
+  const fmt2 = nf(2);
+  CC.num = (x, digits) => (x == null || !isFinite(x) ? "–" : nf(digits).format(x));
+  CC.price = (x) => (x == null || !isFinite(x) ? "–" : fmt2.format(x));
+  CC.pct = (x, digits) => (x == null || !isFinite(x) ? "–" :
+    nf(digits == null ? 1 : digits).format(100 * x) + "%");
+  CC.signed = function (x, digits) {
+    if (x == null || !isFinite(x)) return "–";
+    const d = digits == null ? 3 : digits;
+    const r = Number(x.toFixed(d));
+    return (r > 0 ? "+" : r < 0 ? "−" : "") + nf(d).format(Math.abs(r));
+  };
+  CC.ms = (t) => (typeof t === "number" ? t : Date.parse(t));
+  const dtf = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short",
+    day: "numeric", hour: "2-digit", minute: "2-digit" });
+  const tf = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  CC.time = (t) => (t == null ? "–" : dtf.format(new Date(CC.ms(t))));
+  CC.clock = (t) => (t == null ? "–" : tf.format(new Date(CC.ms(t))));
+  CC.tzLabel = (function () {
+    const minutes = -new Date().getTimezoneOffset();
+    const sign = minutes >= 0 ? "+" : "−";
+    const hh = String(Math.floor(Math.abs(minutes) / 60)).padStart(2, "0");
+    const mm = String(Math.abs(minutes) % 60).padStart(2, "0");
+    let zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+    return "UTC" + sign + hh + ":" + mm + (zone ? ", " + zone : "");
+  })();
+  CC.ago = function (t) {
+    const seconds = Math.round((Date.now() - CC.ms(t)) / 1000);
+    if (!isFinite(seconds)) return "–";
+    const abs = Math.abs(seconds);
+    const unit = abs < 90 ? [abs, "s"] : abs < 5400 ? [Math.round(abs / 60), "min"] :
+      abs < 172800 ? [Math.round(abs / 3600), "h"] : [Math.round(abs / 86400), "days"];
+    return seconds >= 0 ? unit[0] + " " + unit[1] + " ago" : "in " + unit[0] + " " + unit[1];
+  };
+  CC.duration = function (s) {
+    if (s == null || !isFinite(s)) return "–";
+    if (s < 1) return Math.round(s * 1000) + " ms";
+    if (s < 120) return s.toFixed(1) + " s";
+    return Math.round(s / 60) + " min";
+  };
+  // Plotly shows numeric dates as UTC; shifting by the local offset shows local wall time.
+  CC.lx = (t) => { const ms = CC.ms(t); return ms - new Date(ms).getTimezoneOffset() * 60e3; };
+  CC.wilson = function (hits, n) {
+    if (!n) return [NaN, NaN];
+    const z = 1.959964;
+    const p = hits / n;
+    const d = 1 + (z * z) / n;
+    const c = (p + (z * z) / (2 * n)) / d;
+    const h = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / d;
+    return [c - h, c + h];
+  };
+  CC.skillNote = function (skill, what) {
+    if (skill == null || !isFinite(skill)) return "not enough scored forecasts yet";
+    const pct = Math.abs(skill * 100).toFixed(1) + "%";
+    if (Math.abs(skill) < 0.0005) return "no better and no worse than " + what;
+    return skill > 0 ? pct + " lower error than " + what : pct + " higher error than " + what;
+  };
+
+  // --- DOM -------------------------------------------------------------------------------
+  CC.$ = (id) => document.getElementById(id);
+  CC.text = function (id, value, cls) {
+    const el = CC.$(id);
+    if (!el) return;
+    el.textContent = value;
+    if (cls !== undefined) el.className = cls;
+  };
+  CC.h = function (tag, attrs, children) {
+    const el = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => {
+      if (v == null) return;
+      if (k === "text") el.textContent = v; else if (k === "cls") el.className = v;
+      else el.setAttribute(k, v);
+    });
+    (children || []).forEach((c) => el.append(c instanceof Node ? c : String(c)));
+    return el;
+  };
+  // Replaces a chart or block with a plain-language explanation.
+  CC.empty = function (id, title, text) {
+    const el = CC.$(id);
+    if (!el) return;
+    if (window.Plotly && el.classList.contains("js-plotly-plot")) window.Plotly.purge(el);
+    el.replaceChildren(CC.h("div", { cls: "empty", role: "status" },
+      [CC.h("strong", { text: title }), CC.h("span", { text: text })]));
+    el.dataset.state = "empty";
+  };
+  CC.banner = function (text, kind) {
+    const el = CC.$("banner");
+    if (!el) return;
+    el.hidden = !text;
+    el.textContent = text || "";
+    el.className = "banner " + (kind || "warn");
+  };
+
+  // Why there are no candles yet, in words: the exchange refusing, or a backfill under way.
+  const EXCHANGE_ERRORS = /^(Exchange|RateLimited|IPBanned|RestrictedLocation)/;
+  CC.whyNoData = async function () {
+    const jobs = await CC.get("/api/jobs?limit=20");
+    if (!jobs.ok) {
+      return { title: "No data yet", text: "No candles are stored yet, and the job list could " +
+        "not be read (" + (jobs.detail || "HTTP " + jobs.status) + ")." };
+    }
+    const failed = (jobs.data.runs || []).find((r) => r.status === "failed" &&
+      EXCHANGE_ERRORS.test(String((r.details || {}).error_type || "")));
+    if (failed) {
+      return { exchange: true, title: "The exchange is unreachable",
+        text: "No candles are stored yet: the last " + failed.name + " failed (" +
+          (failed.details.error || failed.details.error_type) + "). The service keeps " +
+          "retrying on its schedule; nothing needs to be done here." };
+    }
+    const running = (jobs.data.runs || []).find((r) => r.status === "running");
+    return { title: "No data yet", text: running
+      ? "No candles are stored yet: " + running.name + " is running. This page fills in by " +
+        "itself as soon as they land."
+      : "No candles are stored yet. `candlecast serve` backfills at start; this page fills in " +
+        "by itself as soon as candles land." };
+  };
+
+  // --- Charts ----------------------------------------------------------------------------
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  CC.colors = () => ({
+    text: css("--text"), muted: css("--muted"), grid: css("--border"), up: css("--up"),
+    down: css("--down"), pred: css("--pred"), base: css("--base"), accent: css("--accent"),
+    surface: css("--surface"), shade: css("--accent-soft"),
+  });
+  const charts = new Map();
+  CC.plot = function (id, traces, layout) {
+    const el = CC.$(id);
+    if (!el || !window.Plotly) return Promise.resolve();
+    if (el.dataset.state === "empty") { el.replaceChildren(); el.dataset.state = ""; }
+    const c = CC.colors();
+    const axis = { gridcolor: c.grid, zerolinecolor: c.grid, linecolor: c.grid,
+      tickfont: { color: c.muted }, automargin: true };
+    const base = {
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+      font: { color: c.text, size: 12, family: "system-ui, sans-serif" },
+      margin: { l: 8, r: 8, t: 8, b: 8 }, hovermode: "x unified", dragmode: "pan",
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { color: c.muted } },
+      hoverlabel: { bgcolor: c.surface, bordercolor: c.grid, font: { color: c.text } },
+      xaxis: Object.assign({ type: "date", rangeslider: { visible: false } }, axis),
+      yaxis: Object.assign({}, axis),
+    };
+    const merged = Object.assign({}, base, layout || {});
+    ["xaxis", "yaxis", "yaxis2"].forEach((k) => {
+      if (layout && layout[k]) merged[k] = Object.assign({}, k === "xaxis" ? base.xaxis : axis,
+        layout[k]);
+    });
+    charts.set(id, { traces: traces, layout: layout });
+    const config = { responsive: true, displaylogo: false, scrollZoom: false,
+      modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toImage"] };
+    return window.Plotly.react(el, traces, merged, config).then(() => {
+      if (!el.dataset.hooked) {
+        el.dataset.hooked = "1";
+        el.on("plotly_afterplot", () => { window.__ccAfterplot = performance.now(); });
+      }
+      window.__ccAfterplot = Math.max(window.__ccAfterplot || 0, performance.now());
+      el.dataset.points = String(traces.reduce((n, t) => n + ((t.x && t.x.length) || 0), 0));
+      el.dataset.state = "ready";
+    });
+  };
+  CC.localAxis = (extra) => Object.assign({ title: { text: "local time (" + CC.tzLabel + ")",
+    font: { size: 11 } } }, extra || {});
+  // Signals that a page's charts are drawn (used by the browser tests and the benchmark).
+  CC.ready = function (promises) {
+    return Promise.all(promises).then(() => {
+      if (window.__ccReady == null) window.__ccReady = performance.now();
+      document.dispatchEvent(new CustomEvent("cc:ready"));
+    });
+  };
+
+  // --- Theme -----------------------------------------------------------------------------
+  function applyTheme(theme) {
+    document.documentElement.setAttribute("data-theme", theme);
+    charts.forEach((spec, id) => {
+      const el = CC.$(id);
+      if (el && el.dataset.state === "ready") CC.plot(id, spec.traces, spec.layout);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll(".tz-label").forEach((el) => { el.textContent = CC.tzLabel; });
+    const toggle = CC.$("theme-toggle");
+    if (toggle) toggle.addEventListener("click", () => {
+      const next = document.documentElement.getAttribute("data-theme") === "dark"
+        ? "light" : "dark";
+      try { localStorage.setItem("cc-theme", next); } catch (e) { /* private mode */ }
+      applyTheme(next);
+    });
+  });
+
+  // --- Live updates ----------------------------------------------------------------------
+  // Pages register a callback; it runs once with the current status, then on every change.
+  const listeners = [];
+  let etag = null;
+  let last = null;
+  let timer = null;
+  CC.status = () => last;
+  CC.onUpdate = function (fn) {
+    listeners.push(fn);
+    if (last) fn(last, true);
+  };
+  function setLive(state, text) {
+    const el = CC.$("live");
+    if (!el) return;
+    el.dataset.state = state;
+    el.textContent = text;
+  }
+  async function poll() {
+    clearTimeout(timer);
+    if (document.hidden) { timer = setTimeout(poll, CC.POLL_MS * 5); return; }
+    let changed = false;
+    try {
+      // The browser revalidates with If-None-Match itself ("no-cache"): a 304 costs no body,
+      // and the page sees the cached answer with the same ETag.
+      const response = await fetch("/api/version", { cache: "no-cache" });
+      const tag = response.headers.get("ETag");
+      if (response.ok && (tag === null || tag !== etag)) {
+        etag = tag;
+        last = await response.json();
+        changed = true;
+        prefetch(last);
+      }
+      setLive("live", "live");
+    } catch (e) {
+      setLive("offline", "offline");
+    }
+    if (changed) {
+      const first = listeners.first === undefined;
+      listeners.first = false;
+      listeners.forEach((fn) => {
+        try { fn(last, first); } catch (err) { console.warn("update failed", err); }
+      });
+    }
+    timer = setTimeout(poll, CC.POLL_MS);
+  }
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
+  // The first poll starts now, before the charting library is evaluated, not at DOMContentLoaded.
+  poll();
+  document.addEventListener("DOMContentLoaded", () => {
+    if (body.dataset.page === "guide") CC.ready([]);
+  });
+})();
