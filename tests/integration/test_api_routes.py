@@ -97,6 +97,7 @@ def _series_columns_and_downsampling(trained: Trained) -> None:
     columns = trained.client.get(
         "/api/series", params={"fallback_days": 2, "format": "columns"}
     ).json()
+    assert "time" in columns, columns
     assert len(columns["time"]) == len(columns["close"]) == len(columns["err_close_abs"]) == 576
     assert columns["err_close_abs"][-1] is None and columns["close_next"][-1] is not None
     small = trained.client.get(
