@@ -1,0 +1,5 @@
+"""`python -m candlecast.cli` runs the command line."""
+
+from candlecast.cli import app
+
+app()

@@ -1,0 +1,258 @@
+"""Candle commands: backfill, ingest, reconcile, import, export and status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from candlecast import jobs
+from candlecast.cli.common import (
+    DatabaseOption,
+    IntervalOption,
+    SymbolOption,
+    app,
+    friendly,
+    open_services,
+    out,
+    parse_time,
+    progress,
+    resolve_pair,
+    settings_from,
+)
+from candlecast.domain import ConfigError, interval_ms, iso_utc, validate_interval, validate_symbol
+from candlecast.files import write_csv, write_parquet
+from candlecast.store import candles as candle_store
+
+
+def _print_sync(name: str, report: jobs.SyncReport, *, extra: dict[str, Any] | None = None) -> None:
+    details = report.details()
+    line = (
+        f"{name}: {details['fetched']} fetched, {details['inserted']} inserted, "
+        f"{details['repaired']} repaired in {details['calls']} calls "
+        f"({details['window_first']} .. {details['window_last']})"
+    )
+    out.print(line, highlight=False)
+    for key, value in (extra or {}).items():
+        out.print(f"  {key}: {value}", highlight=False)
+    for gap in details["unfillable_gaps"]:
+        out.print(
+            f"  gap the exchange cannot fill: {gap['first']} .. {gap['last']} "
+            f"({gap['missing']} candles)",
+            highlight=False,
+        )
+
+
+def _sync_command(
+    name: str,
+    job: Callable[..., jobs.SyncReport],
+    *,
+    days: int | None,
+    symbol: str | None,
+    interval: str | None,
+    database_url: str | None,
+) -> jobs.SyncReport:
+    settings = settings_from(database_url=database_url)
+    pair_symbol, pair_interval = resolve_pair(symbol, interval, settings)
+    window_days = days if days is not None else settings.backfill_days
+    expected = window_days * jobs.DAY_MS // interval_ms(pair_interval)
+    with open_services(settings) as services, services.exchange() as exchange:
+        with progress(f"{name} {pair_symbol} {pair_interval}", expected) as advance:
+            return job(
+                services.engine,
+                exchange,
+                symbol=pair_symbol,
+                interval=pair_interval,
+                days=window_days,
+                on_progress=advance,
+            )
+
+
+DaysOption = Annotated[
+    int | None,
+    typer.Option("--days", "-d", min=1, max=3650, help="Window in days [default: BACKFILL_DAYS]"),
+]
+
+
+@app.command()
+@friendly
+def backfill(
+    days: DaysOption = None,
+    symbol: SymbolOption = None,
+    interval: IntervalOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Fill the last N days of closed candles, fetching only what is missing."""
+    report = _sync_command(
+        "backfill",
+        jobs.backfill,
+        days=days,
+        symbol=symbol,
+        interval=interval,
+        database_url=database_url,
+    )
+    _print_sync("backfill", report)
+
+
+@app.command()
+@friendly
+def ingest(
+    symbol: SymbolOption = None,
+    interval: IntervalOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Fetch everything since the last stored candle; repair gaps inside the window."""
+    report = _sync_command(
+        "ingest",
+        jobs.ingest,
+        days=None,
+        symbol=symbol,
+        interval=interval,
+        database_url=database_url,
+    )
+    _print_sync("ingest", report)
+
+
+@app.command()
+@friendly
+def reconcile(
+    days: DaysOption = None,
+    symbol: SymbolOption = None,
+    interval: IntervalOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Re-fetch the window, compare with the store, and repair whatever differs or is missing."""
+    report = _sync_command(
+        "reconcile",
+        jobs.reconcile,
+        days=days,
+        symbol=symbol,
+        interval=interval,
+        database_url=database_url,
+    )
+    _print_sync(
+        "reconcile",
+        report,
+        extra={
+            "checked": report.fetched,
+            "repaired": report.written.repaired,
+            "missing and filled": report.written.inserted,
+            "unfillable gaps": len(report.unfillable),
+        },
+    )
+
+
+@app.command("import")
+@friendly
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="Dump .zip/.csv files or CSVs with a header")],
+    symbol: SymbolOption = None,
+    interval: IntervalOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Load Binance public-data dumps or candle CSVs; each file loads whole or not at all."""
+    settings = settings_from(database_url=database_url)
+    wanted_symbol = validate_symbol(symbol) if symbol else None
+    wanted_interval = validate_interval(interval) if interval else None
+    with open_services(settings) as services:
+        for path in paths:
+            with progress(f"import {path.name}", None) as advance:
+                report = jobs.import_file(
+                    services.engine,
+                    path=path,
+                    symbol=wanted_symbol,
+                    interval=wanted_interval,
+                    fallback=(settings.symbol, settings.interval),
+                    on_progress=advance,
+                )
+            written = report.written
+            out.print(
+                f"{path}: {report.symbol} {report.interval}: {written.received} rows, "
+                f"{written.inserted} inserted, {written.repaired} repaired, "
+                f"{written.enriched} enriched, {written.unchanged} unchanged",
+                highlight=False,
+            )
+
+
+@app.command()
+@friendly
+def export(
+    symbol: SymbolOption = None,
+    interval: IntervalOption = None,
+    start: Annotated[str | None, typer.Option(help="First open_time, ISO 8601 UTC")] = None,
+    end: Annotated[str | None, typer.Option(help="Last open_time, ISO 8601 UTC")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+    output: Annotated[str, typer.Option("--output", "-o", help="File path, or - for stdout")] = "-",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write stored candles in ascending open_time, exactly as the exchange gave them."""
+    if fmt not in {"csv", "parquet"}:
+        raise ConfigError(f"--format must be csv or parquet, not {fmt!r}")
+    if fmt == "parquet" and output == "-":
+        raise ConfigError("--format parquet needs --output PATH")
+    settings = settings_from(database_url=database_url)
+    pair_symbol, pair_interval = resolve_pair(symbol, interval, settings)
+    first = parse_time("--start", start)
+    last = parse_time("--end", end)
+    if first is not None and last is not None and first > last:
+        raise ConfigError("--start is after --end")
+    with open_services(settings) as services, services.engine.connect() as connection:
+        rows = candle_store.iter_rows(
+            connection, symbol=pair_symbol, interval=pair_interval, start=first, end=last
+        )
+        if fmt == "parquet":
+            count = write_parquet(rows, Path(output))
+        elif output == "-":
+            count = write_csv(rows, sys.stdout)
+        else:
+            with open(output, "w", encoding="utf-8", newline="") as handle:
+                count = write_csv(rows, handle)
+    if output != "-":
+        out.print(f"wrote {count} candles to {output}", highlight=False)
+
+
+@app.command()
+@friendly
+def status(
+    database_url: DatabaseOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show what is stored per symbol and interval: first, last, count and gaps."""
+    settings = settings_from(database_url=database_url)
+    with open_services(settings) as services, services.engine.connect() as connection:
+        pairs = candle_store.summaries(connection)
+    if as_json:
+        payload = [
+            {
+                "symbol": p.symbol,
+                "interval": p.interval,
+                "first": iso_utc(p.first_open_time),
+                "last": iso_utc(p.last_open_time),
+                "count": p.count,
+                "gaps": p.gaps,
+                "missing": p.missing,
+            }
+            for p in pairs
+        ]
+        out.print_json(json.dumps(payload))
+        return
+    if not pairs:
+        out.print("no candles stored yet; run `candlecast backfill`")
+        return
+    table = Table("symbol", "interval", "first (UTC)", "last (UTC)", "count", "gaps", "missing")
+    for p in pairs:
+        table.add_row(
+            p.symbol,
+            p.interval,
+            iso_utc(p.first_open_time),
+            iso_utc(p.last_open_time),
+            str(p.count),
+            str(p.gaps),
+            str(p.missing),
+        )
+    out.print(table)

@@ -1,0 +1,78 @@
+"""Service and schema commands: serve, worker, db upgrade and db current."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from candlecast.cli.common import (
+    DatabaseOption,
+    app,
+    db_app,
+    friendly,
+    out,
+    settings_from,
+)
+from candlecast.store import db
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
+    no_scheduler: Annotated[
+        bool, typer.Option("--no-scheduler", help="Serve the API only; run jobs elsewhere")
+    ] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Run the API, the dashboard, the scheduler and the real-time stream in one process."""
+    from candlecast.service import run_serve
+
+    settings = settings_from(database_url=database_url)
+    _service_logging()
+    run_serve(settings, host=host, port=port, scheduler=not no_scheduler)
+
+
+@app.command()
+@friendly
+def worker(database_url: DatabaseOption = None) -> None:
+    """Run the scheduler and the real-time stream without the HTTP API."""
+    from candlecast.service import run_worker
+
+    settings = settings_from(database_url=database_url)
+    _service_logging()
+    run_worker(settings)
+
+
+def _service_logging() -> None:
+    # A service is watched through its log: candlecast's own INFO lines matter there.
+    logging.getLogger("candlecast").setLevel(logging.INFO)
+
+
+@db_app.command("upgrade")
+@friendly
+def db_upgrade(database_url: DatabaseOption = None) -> None:
+    """Apply every pending migration."""
+    settings = settings_from(database_url=database_url)
+    engine = db.create_store_engine(settings.database_url)
+    try:
+        revision = db.upgrade(engine)
+    finally:
+        engine.dispose()
+    out.print(f"database at revision {revision}", highlight=False)
+
+
+@db_app.command("current")
+@friendly
+def db_current(database_url: DatabaseOption = None) -> None:
+    """Print the database's migration revision."""
+    settings = settings_from(database_url=database_url)
+    engine = db.create_store_engine(settings.database_url)
+    try:
+        revision = db.current_revision(engine)
+    finally:
+        engine.dispose()
+    out.print(f"{revision or 'empty'} (code head {db.head_revision()})", highlight=False)
