@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,20 +122,15 @@ class Service:
 
     def ingest(self) -> None:
         """REST ingest: catch whatever the stream missed, and repair differences."""
-        with self.services.exchange() as client:
-            sync.ingest(
-                self.services.engine,
-                client,
-                days=self.settings.backfill_days,
-                symbol=self.symbol,
-                interval=self.interval,
-            )
-        self.refresh()
+        self._sync(sync.ingest)
 
     def reconcile(self) -> None:
         """Re-fetch the backfill window and repair every candle that differs or is missing."""
+        self._sync(sync.reconcile)
+
+    def _sync(self, job: Callable[..., sync.SyncReport]) -> None:
         with self.services.exchange() as client:
-            sync.reconcile(
+            job(
                 self.services.engine,
                 client,
                 days=self.settings.backfill_days,

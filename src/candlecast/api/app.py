@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from candlecast import web
 from candlecast.api import errors, routes_data, routes_legacy, routes_ops, routes_series
 from candlecast.api.context import ApiContext, Trainer, wall_clock_ms
 from candlecast.api.middleware import GuardMiddleware
@@ -54,6 +55,7 @@ def create_app(
     errors.install(app)
     for module in (routes_legacy, routes_series, routes_data, routes_ops):
         app.include_router(module.router)
+    web.mount(app, services=services, runtime=runtime)
     app.add_middleware(GuardMiddleware)
     origins = services.settings.cors_origins
     if origins:

@@ -245,19 +245,10 @@ def backfill(
     on_progress: ProgressCallback | None = None,
 ) -> SyncReport:
     """Fills the last `days` days of closed candles, fetching only what is missing."""
-    with recorded_run(engine, name="backfill", symbol=symbol, interval=interval) as details:
-        details["days"] = days
-        report = sync_missing(
-            engine,
-            source,
-            symbol=symbol,
-            interval=interval,
-            days=days,
-            extend_to_last_stored=False,
-            on_progress=on_progress,
-        )
-        details.update(report.details())
-    return report
+    return _recorded_sync(
+        engine, source, name="backfill", symbol=symbol, interval=interval, days=days,
+        on_progress=on_progress,
+    )  # fmt: skip
 
 
 def ingest(
@@ -269,23 +260,43 @@ def ingest(
     days: int,
     on_progress: ProgressCallback | None = None,
 ) -> SyncReport:
-    """Fetches everything since the last stored candle, and repairs gaps inside the window."""
-    with recorded_run(engine, name="ingest", symbol=symbol, interval=interval) as details:
+    """Fetches everything since the last stored candle, repairs gaps inside the window, and
+    scores the ledger entries whose candles have now closed."""
+    return _recorded_sync(
+        engine, source, name="ingest", symbol=symbol, interval=interval, days=days,
+        on_progress=on_progress,
+    )  # fmt: skip
+
+
+def _recorded_sync(
+    engine: Engine,
+    source: KlineSource,
+    *,
+    name: str,
+    symbol: str,
+    interval: str,
+    days: int,
+    on_progress: ProgressCallback | None,
+) -> SyncReport:
+    ingesting = name == "ingest"
+    with recorded_run(engine, name=name, symbol=symbol, interval=interval) as details:
+        details["days"] = days
         report = sync_missing(
             engine,
             source,
             symbol=symbol,
             interval=interval,
             days=days,
-            extend_to_last_stored=True,
+            extend_to_last_stored=ingesting,
             on_progress=on_progress,
         )
         details.update(report.details())
-        with write_transaction(engine) as connection:
-            report.forecasts_scored = ledger.score(
-                connection, symbol=symbol, interval=interval, scored_at=now_ms()
-            )
-        details["forecasts_scored"] = report.forecasts_scored
+        if ingesting:
+            with write_transaction(engine) as connection:
+                report.forecasts_scored = ledger.score(
+                    connection, symbol=symbol, interval=interval, scored_at=now_ms()
+                )
+            details["forecasts_scored"] = report.forecasts_scored
     return report
 
 

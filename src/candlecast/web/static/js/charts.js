@@ -94,6 +94,18 @@
         line: { color: c.base, width: 1, dash: "dot" }, visible: "legendonly" },
     ], Object.assign({ yaxis: { tickformat: ",.0f" } }, ax));
 
+    if (!d.modelAbs.length) {
+      // Nothing to score yet: say so instead of drawing empty axes.
+      const text = metrics ? "No forecast in this window has met its candle yet." :
+        "There is no model yet, so there are no forecasts to score. The first model is " +
+        "trained right after the backfill.";
+      ["chart-error", "chart-direction"].forEach((id) => CC.empty(id, "No scored forecasts",
+        text));
+      ["close-stats", "error-stats", "direction-stats"].forEach((id) => CC.text(id, ""));
+      CC.text("close-note", text);
+      CC.text("direction-note", "");
+      return CC.ready([candles, close, drawRange(s, d, x, ax, down)]);
+    }
     const absPct = d.errPct.filter((v) => v != null).map(Math.abs);
     const absPersist = d.persistPct.filter((v) => v != null).map(Math.abs);
     CC.text("error-stats", "mean |error| " + CC.num(mean(absPct), 3) + "% vs persistence " +
@@ -152,8 +164,9 @@
         y: s.err_amp_abs, line: { color: c.down, width: 1 } });
     }
     const errs = s.err_amp_abs.filter((v) => v != null);
-    CC.text("range-stats", "MAE " + CC.price(mean(errs)) + " over " + errs.length +
-      (real ? "" : " · realized range per point needs a signed error"));
+    CC.text("range-stats", errs.length ? "MAE " + CC.price(mean(errs)) + " over " +
+      errs.length + (real ? "" : " · realized range per point needs a signed error") :
+      "no scored range forecasts yet");
     return CC.plot("chart-range", traces, Object.assign({ yaxis: { tickformat: ",.0f" } }, ax));
   }
 
@@ -175,7 +188,8 @@
     ]);
     if (mine !== token) return null;
     if (!series.ok || !series.data.time || !series.data.time.length) {
-      const text = series.detail || "The series could not be read (HTTP " + series.status + ").";
+      const text = series.ok ? "The series is empty for this window." : "/api/series " +
+        "answered HTTP " + series.status + (series.detail ? " (" + series.detail + ")" : "") + ".";
       CHARTS.forEach((id) => CC.empty(id, "No candles in this window", text));
       return CC.ready([]);
     }

@@ -196,7 +196,9 @@
         layout[k]);
     });
     charts.set(id, { traces: traces, layout: layout });
+    // On a phone the mode bar would cover the legend; pinch and drag still work.
     const config = { responsive: true, displaylogo: false, scrollZoom: false,
+      displayModeBar: window.innerWidth > 600 ? "hover" : false,
       modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toImage"] };
     return window.Plotly.react(el, traces, merged, config).then(() => {
       if (!el.dataset.hooked) {
@@ -228,6 +230,11 @@
   }
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll(".tz-label").forEach((el) => { el.textContent = CC.tzLabel; });
+    const current = document.querySelector(".nav [aria-current]");
+    const nav = current && current.parentElement;
+    if (nav && nav.scrollWidth > nav.clientWidth) {
+      nav.scrollLeft = current.offsetLeft - (nav.clientWidth - current.offsetWidth) / 2;
+    }
     const toggle = CC.$("theme-toggle");
     if (toggle) toggle.addEventListener("click", () => {
       const next = document.documentElement.getAttribute("data-theme") === "dark"

@@ -4,6 +4,9 @@
 (function () {
   const CC = window.CC;
   const HOURS = 6;
+  let lastClose = null;
+  // The age keeps counting between updates.
+  setInterval(() => { if (lastClose) CC.text("last-age", "closed " + CC.ago(lastClose)); }, 10e3);
 
   function showLast(cols) {
     const n = cols.time.length;
@@ -13,6 +16,7 @@
     CC.text("last-time", CC.time(t));
     CC.$("last-time").dataset.time = String(t);
     CC.text("last-age", "closed " + CC.ago(t + CC.STEP));
+    lastClose = t + CC.STEP;
     CC.text("last-open", CC.price(cols.open[i]));
     CC.text("last-high", CC.price(cols.high[i]));
     CC.text("last-low", CC.price(cols.low[i]));
@@ -184,7 +188,9 @@
       showLast(series.data);
       return CC.ready([drawChart(series.data, forecast)]);
     }
-    CC.empty("chart-live", "No candles to draw", series.detail || "The series is empty.");
+    if (series.ok) CC.empty("chart-live", "No candles to draw", "The last 6 hours are empty.");
+    else CC.empty("chart-live", "The chart data could not be read", "/api/series answered " +
+      "HTTP " + series.status + (series.detail ? " (" + series.detail + ")" : "") + ".");
     return CC.ready([]);
   }
 

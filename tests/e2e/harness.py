@@ -1,0 +1,160 @@
+"""Starts `candlecast serve` against the fake exchange, and drives Debian's Chromium."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+REPO = Path(__file__).resolve().parents[2]
+PAGES = ("/", "/charts", "/forecasts", "/models", "/jobs", "/guide", "/guide/architecture")
+
+
+def missing_browser() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install playwright; never `playwright install`)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@dataclass
+class Server:
+    """A running `candlecast serve` (with the dashboard) and its log."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.base_url + path, timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+@contextmanager
+def serve(tmp_path: Path, *, binance_url: str, ws_url: str, **settings: str) -> Iterator[Server]:
+    """Runs `candlecast serve` on a fresh SQLite database; stops it with SIGTERM at the end."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CANDLECAST_")}
+    env.update(
+        {
+            "CANDLECAST_DATABASE_URL": f"sqlite:///{tmp_path / 'candlecast.db'}",
+            "CANDLECAST_BINANCE_URL": binance_url,
+            "CANDLECAST_BINANCE_WS_URL": ws_url,
+            "CANDLECAST_BACKFILL_DAYS": "30",
+            "CANDLECAST_TRAIN_DAYS": "30",
+            "CANDLECAST_INGEST_EVERY_SECONDS": "15",
+            "CANDLECAST_TRAIN_EVERY_SECONDS": "600",
+            "CANDLECAST_RECONCILE_EVERY_SECONDS": "600",
+            "CANDLECAST_HTTP_MAX_RETRIES": "1",
+            "CANDLECAST_HTTP_TIMEOUT_SECONDS": "3",
+            "CANDLECAST_API_TOKEN": "e2e-token-0123456789abcdef",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            **settings,
+        }
+    )
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "candlecast.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+
+    def up() -> bool:
+        try:
+            return server.get("/api/version").status_code == 200
+        except httpx.HTTPError:
+            return process.poll() is not None
+
+    try:
+        wait_for(up, timeout=30, what="the server to answer")
+        assert process.poll() is None, server.log()
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@dataclass
+class PageWatch:
+    """Console errors, page errors, failed requests and error responses seen by a page."""
+
+    problems: list[str] = field(default_factory=list)
+
+    def attach(self, page: Any) -> None:
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        page.on("requestfailed", self._failed)
+        page.on("response", self._response)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.problems.append(f"console error: {message.text}")
+
+    def _failed(self, request: Any) -> None:
+        if request.failure == "net::ERR_ABORTED" and request.url.endswith("/api/version"):
+            return  # a live poll cancelled by the page's own navigation (reload), not a failure
+        self.problems.append(f"request failed: {request.url} {request.failure}")
+
+    def _response(self, response: Any) -> None:
+        if response.status >= 400:
+            self.problems.append(f"HTTP {response.status}: {response.url}")
+
+
+def wait_ready(page: Any, *, timeout: float = 20) -> float:
+    """Waits until the page's scripts report their charts drawn (window.__ccReady)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = page.evaluate("window.__ccReady")
+        if ready is not None:
+            return float(ready)
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{page.url} did not finish drawing within {timeout:.0f} s")
+
+
+def shoot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
