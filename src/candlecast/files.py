@@ -17,7 +17,7 @@ import pandas as pd
 
 from candlecast.domain import DataFileError, interval_ms, iso_utc
 from candlecast.exchange.dumps import MICROSECONDS_ABOVE, open_text, pair_from_name
-from candlecast.store.candles import CandleRow
+from candlecast.store.candle_rows import CandleRow
 
 DUMP_COLUMNS = (
     "open_time",

@@ -20,8 +20,8 @@ from candlecast.jobs import isolated, pipeline, sync
 from candlecast.jobs.common import now_ms
 from candlecast.runtime import Runtime
 from candlecast.scheduler import ScheduledJob, Scheduler
+from candlecast.store import candle_reads, candle_rows, registry
 from candlecast.store import candles as candle_store
-from candlecast.store import registry
 from candlecast.store.db import normalize_url, sqlite_path, write_transaction
 from candlecast.store.locks import job_lock
 
@@ -226,7 +226,7 @@ class Service:
         self._stream = stream
         with self.services.engine.connect() as connection:
             stream.resume_after(
-                candle_store.last_open_time(connection, symbol=self.symbol, interval=self.interval)
+                candle_reads.last_open_time(connection, symbol=self.symbol, interval=self.interval)
             )
         watcher = asyncio.create_task(self._watch_stream(stream))
         try:
@@ -270,7 +270,7 @@ class Service:
             with write_transaction(self.services.engine) as connection:
                 candle_store.upsert_candles(
                     connection,
-                    rows=[candle_store.row_from_candle(candle)],
+                    rows=[candle_rows.row_from_candle(candle)],
                     source="ws",
                     fetched_at=now_ms(),
                     symbol=self.symbol,

@@ -15,6 +15,7 @@ from candlecast.bootstrap import Services
 from candlecast.config import Settings
 from candlecast.domain import parse_iso_utc
 from candlecast.runtime import Runtime
+from candlecast.store import candle_rows
 from candlecast.store import candles as store
 from candlecast.store.db import write_transaction
 from tests.shared_data import MAIN_CSV, shared_data_path
@@ -27,8 +28,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @lru_cache(maxsize=1)
-def _all_rows() -> tuple[store.CandleRow, ...]:
-    rows: list[store.CandleRow] = []
+def _all_rows() -> tuple[candle_rows.CandleRow, ...]:
+    rows: list[candle_rows.CandleRow] = []
     first, last = FIRST - 2 * DAY, FIRST + 20 * DAY
     with shared_data_path(MAIN_CSV).open(newline="") as handle:
         for row in csv.DictReader(handle):

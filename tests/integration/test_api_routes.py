@@ -14,8 +14,7 @@ from sqlalchemy import Engine
 from candlecast.config import Settings
 from candlecast.domain import iso_utc, parse_iso_utc
 from candlecast.jobs import modeling, pipeline
-from candlecast.store import candles as store
-from candlecast.store import predictions, registry
+from candlecast.store import candle_reads, predictions, registry
 from tests.fake_exchange.fixtures import FakeExchangeFactory
 from tests.integration.api_support import AUTH, FIRST, STEP, client, load
 
@@ -74,7 +73,7 @@ def _series_errors_compare_the_forecast_with_the_realized_next_candle(trained: T
     start, end = iso_utc(trained.last - 20 * STEP), iso_utc(trained.last)
     points = trained.client.get("/api/series", params={"start": start, "end": end}).json()["points"]
     with trained.engine.connect() as connection:
-        real = store.read_frame(
+        real = candle_reads.read_frame(
             connection, start=trained.last - 20 * STEP, symbol="BTCUSDT", interval="5m"
         )
         stored = predictions.read_columns(

@@ -15,8 +15,7 @@ from candlecast import jobs
 from candlecast.domain import DataFileError, InvalidInterval, iso_utc, parse_iso_utc
 from candlecast.files import write_csv
 from candlecast.rollup import roll_up
-from candlecast.store import candles as store
-from candlecast.store import runs
+from candlecast.store import candle_reads, gaps, runs
 from tests.shared_data import shared_data_path
 
 FIXTURES = [
@@ -35,7 +34,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 def _export(engine: Engine, symbol: str, interval: str) -> list[dict[str, str]]:
     buffer = io.StringIO()
     with engine.connect() as connection:
-        write_csv(store.iter_rows(connection, symbol=symbol, interval=interval), buffer)
+        write_csv(candle_reads.iter_rows(connection, symbol=symbol, interval=interval), buffer)
     buffer.seek(0)
     return list(csv.DictReader(buffer))
 
@@ -64,7 +63,7 @@ def test_eth_and_btc_live_side_by_side(engine: Engine) -> None:
     btc = jobs.import_file(engine, path=shared_data_path(FIXTURES[1]), symbol=None, interval=None)
     assert (eth.symbol, btc.symbol) == ("ETHUSDT", "BTCUSDT")
     with engine.connect() as connection:
-        pairs = {(p.symbol, p.interval): p.count for p in store.summaries(connection)}
+        pairs = {(p.symbol, p.interval): p.count for p in gaps.summaries(connection)}
     assert pairs == {("ETHUSDT", "5m"): 9100, ("BTCUSDT", "5m"): 3169}
 
 
@@ -73,7 +72,7 @@ def test_one_minute_rolls_up_to_five_minutes(engine: Engine) -> None:
                      symbol=None, interval=None)  # fmt: skip
     truth = {row["open_time"]: row for row in _read_csv(shared_data_path(FIXTURES[0]))}
     with engine.connect() as connection:
-        minutes = store.read_candles(
+        minutes = candle_reads.read_candles(
             connection, symbol="BTCUSDT", interval="1m", start=parse_iso_utc("2025-06-29T00:00Z")
         )
     rolled = list(roll_up(minutes, "5m"))
@@ -98,7 +97,7 @@ def test_dump_zip_with_microseconds_loads(engine: Engine, tmp_path: Path) -> Non
     report = jobs.import_file(engine, path=path, symbol=None, interval=None)
     assert (report.symbol, report.interval, report.source) == ("BTCUSDT", "5m", "archive")
     with engine.connect() as connection:
-        candles = store.read_candles(connection, symbol="BTCUSDT", interval="5m")
+        candles = candle_reads.read_candles(connection, symbol="BTCUSDT", interval="5m")
     assert candles[0].open_time == start_us // 1000
     assert candles[0].close_time == start_us // 1000 + 299_999
     assert candles[-1].taker_buy_quote == Decimal("100.0")
@@ -106,7 +105,7 @@ def test_dump_zip_with_microseconds_loads(engine: Engine, tmp_path: Path) -> Non
 
 def _assert_nothing_written(engine: Engine) -> None:
     with engine.connect() as connection:
-        assert store.summaries(connection) == []
+        assert gaps.summaries(connection) == []
 
 
 def test_truncated_zip_is_refused(engine: Engine, tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from candlecast.cli import app
 from candlecast.domain import JobAlreadyRunning, parse_iso_utc
 from candlecast.jobs import modeling
+from candlecast.store import candle_reads, candle_rows, ledger, registry, runs
 from candlecast.store import candles as store
-from candlecast.store import ledger, registry, runs
 from candlecast.store.db import write_transaction
 from candlecast.store.locks import job_lock
 from candlecast.store.tables import forecasts
@@ -29,7 +29,7 @@ FIRST = parse_iso_utc("2025-08-01T00:00:00Z")
 def _load(engine: Engine, *, days: float, first: int = FIRST) -> int:
     """Stores `days` days of real candles from `first`; returns the last open_time stored."""
     last = first + int(days * 86_400_000) - STEP
-    rows: list[store.CandleRow] = []
+    rows: list[candle_rows.CandleRow] = []
     with shared_data_path(MAIN_CSV).open(newline="") as handle:
         for row in csv.DictReader(handle):
             open_time = parse_iso_utc(row["open_time"])
@@ -110,7 +110,7 @@ def test_ledger_records_once_scores_on_close_and_never_rewrites(engine: Engine) 
     assert modeling.score_ledger(engine, symbol="BTCUSDT", interval="5m") == 1
     with engine.connect() as connection:
         entry = ledger.latest(connection, symbol="BTCUSDT", interval="5m")
-        (real,) = store.read_candles(connection, symbol="BTCUSDT", interval="5m",
+        (real,) = candle_reads.read_candles(connection, symbol="BTCUSDT", interval="5m",
                                      start=last + STEP)  # fmt: skip
     assert entry is not None
     assert entry["real_close"] == real.close and entry["pred_close"] == made["pred_close"]

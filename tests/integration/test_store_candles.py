@@ -8,21 +8,23 @@ import pytest
 from sqlalchemy import Engine, text
 
 from candlecast.domain import parse_iso_utc
+from candlecast.store import candle_reads, candle_rows, db, gaps
 from candlecast.store import candles as store
-from candlecast.store import db
 from candlecast.store.db import write_transaction
 
 STEP = 300_000
 T0 = parse_iso_utc("2025-01-01T00:00:00Z")
 
 
-def _row(i: int, close: str = "100.10", volume: str = "1.50000000") -> store.CandleRow:
+def _row(i: int, close: str = "100.10", volume: str = "1.50000000") -> candle_rows.CandleRow:
     open_time = T0 + i * STEP
     return (open_time, "100.00", "101.0", "99.5", close, volume, open_time + STEP - 1,
             "150.25", 12, None, None)  # fmt: skip
 
 
-def _write(engine: Engine, rows: list[store.CandleRow], source: str = "rest") -> store.WriteResult:
+def _write(
+    engine: Engine, rows: list[candle_rows.CandleRow], source: str = "rest"
+) -> store.WriteResult:
     with write_transaction(engine) as connection:
         return store.upsert_candles(
             connection, symbol="BTCUSDT", interval="5m", rows=rows, source=source, fetched_at=1
@@ -33,7 +35,7 @@ def test_values_round_trip_exactly(engine: Engine) -> None:
     rows = [_row(0, close="97592.0"), _row(1, close="0.00000001", volume="0E-8")]
     _write(engine, rows)
     with engine.connect() as connection:
-        stored = list(store.iter_rows(connection, symbol="BTCUSDT", interval="5m"))
+        stored = list(candle_reads.iter_rows(connection, symbol="BTCUSDT", interval="5m"))
     assert stored[0][4] == "97592.0"
     assert Decimal(str(stored[1][4])) == Decimal("0.00000001")
     assert stored[0][1:6] == ("100.00", "101.0", "99.5", "97592.0", "1.50000000")
@@ -65,7 +67,7 @@ def test_differing_candles_are_repaired_and_counted(engine: Engine) -> None:
         "close": ["100.10", "100.2"], "volume": ["1.50000000", "9.0"]
     }  # fmt: skip
     with engine.connect() as connection:
-        candles = store.read_candles(connection, symbol="BTCUSDT", interval="5m")
+        candles = candle_reads.read_candles(connection, symbol="BTCUSDT", interval="5m")
     assert candles[2].close == Decimal("100.2")
     assert len(candles) == 5
 
@@ -76,7 +78,7 @@ def test_missing_fields_never_erase_stored_ones(engine: Engine) -> None:
     result = _write(engine, [partial], source="file")
     assert result.unchanged == 1
     with engine.connect() as connection:
-        (candle,) = store.read_candles(connection, symbol="BTCUSDT", interval="5m")
+        (candle,) = candle_reads.read_candles(connection, symbol="BTCUSDT", interval="5m")
     assert candle.quote_volume == Decimal("150.25") and candle.trades == 12
 
 
@@ -95,18 +97,18 @@ def test_failed_transaction_writes_nothing(engine: Engine) -> None:
         )  # fmt: skip
         raise RuntimeError("boom")
     with engine.connect() as connection:
-        assert store.count_candles(connection, symbol="BTCUSDT", interval="5m") == 0
+        assert candle_reads.count_candles(connection, symbol="BTCUSDT", interval="5m") == 0
 
 
 def test_gaps_and_missing_ranges(engine: Engine) -> None:
     _write(engine, [_row(i) for i in (0, 1, 2, 5, 6, 9)])
     with engine.connect() as connection:
-        gaps = store.find_gaps(connection, symbol="BTCUSDT", interval="5m")
-        ranges = store.missing_ranges(
+        found_gaps = gaps.find_gaps(connection, symbol="BTCUSDT", interval="5m")
+        ranges = gaps.missing_ranges(
             connection, symbol="BTCUSDT", interval="5m", first=T0 - STEP, last=T0 + 11 * STEP
         )
-        pairs = store.summaries(connection)
-    assert [(g.first_open_time, g.missing) for g in gaps] == [
+        pairs = gaps.summaries(connection)
+    assert [(g.first_open_time, g.missing) for g in found_gaps] == [
         (T0 + 3 * STEP, 2),
         (T0 + 7 * STEP, 2),
     ]
@@ -128,7 +130,7 @@ def test_results_do_not_depend_on_the_session_timezone(database_url: str) -> Non
     db.upgrade(shifted)
     _write(shifted, [_row(0)])
     with shifted.connect() as connection:
-        (candle,) = store.read_candles(connection, symbol="BTCUSDT", interval="5m")
+        (candle,) = candle_reads.read_candles(connection, symbol="BTCUSDT", interval="5m")
     assert candle.open_time == T0
     shifted.dispose()
 
@@ -136,7 +138,7 @@ def test_results_do_not_depend_on_the_session_timezone(database_url: str) -> Non
 def test_frame_reads_floats_for_modelling(engine: Engine) -> None:
     _write(engine, [_row(i) for i in range(3)])
     with engine.connect() as connection:
-        frame = store.read_frame(connection, symbol="BTCUSDT", interval="5m")
+        frame = candle_reads.read_frame(connection, symbol="BTCUSDT", interval="5m")
     assert list(frame["open_time"]) == [T0, T0 + STEP, T0 + 2 * STEP]
     assert frame["close"].dtype.kind == "f" and frame["close"].iloc[0] == pytest.approx(100.10)
     assert frame["taker_buy_base"].isna().all()

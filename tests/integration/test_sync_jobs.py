@@ -12,8 +12,7 @@ from sqlalchemy import Engine
 from candlecast import jobs
 from candlecast.domain import iso_utc, parse_iso_utc
 from candlecast.exchange.rest import BinanceRest
-from candlecast.store import candles as store
-from candlecast.store import runs
+from candlecast.store import candle_reads, gaps, runs
 from tests.fake_exchange.fixtures import MAIN_CSV, FakeExchangeFactory
 from tests.fake_exchange.server import FakeExchange
 from tests.shared_data import shared_data_path
@@ -48,7 +47,7 @@ def _stored(engine: Engine) -> dict[int, tuple[object, ...]]:
     with engine.connect() as connection:
         return {
             int(str(row[0])): row
-            for row in store.iter_rows(connection, symbol="BTCUSDT", interval="5m")
+            for row in candle_reads.iter_rows(connection, symbol="BTCUSDT", interval="5m")
         }
 
 
@@ -149,7 +148,9 @@ def test_unfillable_gap_is_recorded_not_invented(
         ("2025-06-30T00:00:00Z", 6)
     ]
     with engine.connect() as connection:
-        gaps = store.find_gaps(connection, symbol="BTCUSDT", interval="5m")
-    assert [(iso_utc(g.first_open_time), g.missing) for g in gaps] == [("2025-06-30T00:00:00Z", 6)]
+        found_gaps = gaps.find_gaps(connection, symbol="BTCUSDT", interval="5m")
+    assert [(iso_utc(g.first_open_time), g.missing) for g in found_gaps] == [
+        ("2025-06-30T00:00:00Z", 6)
+    ]
     again = jobs.backfill(engine, client, symbol="BTCUSDT", interval="5m", days=2)
     assert again.calls == 1

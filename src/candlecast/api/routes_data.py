@@ -14,8 +14,7 @@ from candlecast.api.schemas import CandleOut, CandlesResponse, ForecastResponse,
 from candlecast.api.shaping import baselines_of, clean, iso
 from candlecast.domain import interval_ms
 from candlecast.files import write_csv
-from candlecast.store import candles as candle_store
-from candlecast.store import ledger, registry
+from candlecast.store import candle_reads, ledger, registry
 
 router = APIRouter(prefix="/api", tags=["data"])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No model or forecast yet"}}
@@ -37,7 +36,7 @@ def candles(
     newest_first = first is None
     with context.services.engine.connect() as connection:
         rows = list(
-            candle_store.iter_rows(
+            candle_reads.iter_rows(
                 connection, symbol=pair.symbol, interval=pair.interval, start=first, end=last,
                 limit=limit, descending=newest_first,
             )
@@ -90,7 +89,7 @@ def _forecast_body(context: ApiContext, pair: Pair) -> tuple[int, bytes]:
         entry = ledger.latest(
             connection, symbol=pair.symbol, interval=pair.interval, model_id=model_id
         )
-        newest = candle_store.last_open_time(connection, symbol=pair.symbol, interval=pair.interval)
+        newest = candle_reads.last_open_time(connection, symbol=pair.symbol, interval=pair.interval)
     if entry is None:
         detail = f"model {model_id} has no forecast yet; POST /api/futures/update"
         return 404, json.dumps({"detail": detail}).encode()

@@ -26,8 +26,7 @@ from candlecast.domain import interval_ms
 from candlecast.jobs import pipeline
 from candlecast.jobs.common import DAY_MS
 from candlecast.jobs.modeling import NoData, NoModel
-from candlecast.store import candles as candle_store
-from candlecast.store import ledger, registry, runs
+from candlecast.store import candle_reads, ledger, registry, runs
 from candlecast.store.locks import job_lock
 
 router = APIRouter(prefix="/api", tags=["legacy"])
@@ -202,7 +201,7 @@ def futures(
         frame = ledger.frame(
             connection, symbol=pair.symbol, interval=pair.interval, start=first, end=last
         )
-        realized = candle_store.read_columns(
+        realized = candle_reads.read_columns(
             connection, symbol=pair.symbol, interval=pair.interval, start=first, end=last,
             names=("close",),
         )  # fmt: skip
@@ -235,7 +234,7 @@ def futures_update(context: Context, pair: PairDep) -> FuturesUpdateResponse:
     engine = context.services.engine
     with engine.connect() as connection:
         if (
-            candle_store.last_open_time(connection, symbol=pair.symbol, interval=pair.interval)
+            candle_reads.last_open_time(connection, symbol=pair.symbol, interval=pair.interval)
             is None
         ):
             raise NoData(f"no {pair.symbol} {pair.interval} candles stored; backfill first")

@@ -12,8 +12,7 @@ from candlecast.api.context import ApiContext, Context, Pair, PairDep
 from candlecast.api.schemas import HealthResponse, JobsResponse
 from candlecast.api.shaping import clean, iso
 from candlecast.domain import interval_ms
-from candlecast.store import candles as candle_store
-from candlecast.store import registry, runs
+from candlecast.store import candle_reads, registry, runs
 
 router = APIRouter(prefix="/api", tags=["ops"])
 
@@ -27,7 +26,7 @@ def stale_after_seconds(context: ApiContext, pair: Pair) -> float:
 def _probe(context: ApiContext, pair: Pair) -> dict[str, Any]:
     try:
         with context.services.engine.connect() as connection:
-            newest = candle_store.last_open_time(
+            newest = candle_reads.last_open_time(
                 connection, symbol=pair.symbol, interval=pair.interval
             )
             champion = registry.champion_id(connection, symbol=pair.symbol, interval=pair.interval)

@@ -14,8 +14,7 @@ from candlecast.api.shaping import MAX_WINDOW_DAYS, iso
 from candlecast.domain import interval_ms
 from candlecast.jobs.common import DAY_MS
 from candlecast.jobs.modeling import NoData
-from candlecast.store import candles as candle_store
-from candlecast.store import predictions, registry
+from candlecast.store import candle_reads, predictions, registry
 
 router = APIRouter(prefix="/api", tags=["legacy"])
 _COLUMNS_DOC = (
@@ -67,7 +66,7 @@ def series(
     step = interval_ms(pair.interval)
     engine = context.services.engine
     with engine.connect() as connection:
-        newest = candle_store.last_open_time(connection, symbol=pair.symbol, interval=pair.interval)
+        newest = candle_reads.last_open_time(connection, symbol=pair.symbol, interval=pair.interval)
         if newest is None:
             raise NoData(f"no {pair.symbol} {pair.interval} candles stored; backfill first")
         first, last = resolve_window(

@@ -19,8 +19,7 @@ import orjson
 from sqlalchemy import Connection
 
 from candlecast.domain import interval_ms
-from candlecast.store import candles as candle_store
-from candlecast.store import predictions
+from candlecast.store import candle_reads, predictions
 
 PRED_COLUMNS = ("open_next", "high_next", "low_next", "close_next", "range_next", "prob_up")
 _NAN = float("nan")
@@ -62,7 +61,7 @@ def load(
 ) -> SeriesData:
     """Reads candles in [start, end] (plus the one after end, for errors) and the model's rows."""
     step = interval_ms(interval)
-    frame = candle_store.read_columns(
+    frame = candle_reads.read_columns(
         connection, symbol=symbol, interval=interval, start=start, end=end + step
     )
     times = frame["open_time"]

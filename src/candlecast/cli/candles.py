@@ -27,7 +27,7 @@ from candlecast.cli.common import (
 )
 from candlecast.domain import ConfigError, interval_ms, iso_utc, validate_interval, validate_symbol
 from candlecast.files import write_csv, write_parquet
-from candlecast.store import candles as candle_store
+from candlecast.store import candle_reads, gaps
 
 
 def _print_sync(name: str, report: jobs.SyncReport, *, extra: dict[str, Any] | None = None) -> None:
@@ -202,7 +202,7 @@ def export(
     if first is not None and last is not None and first > last:
         raise ConfigError("--start is after --end")
     with open_services(settings) as services, services.engine.connect() as connection:
-        rows = candle_store.iter_rows(
+        rows = candle_reads.iter_rows(
             connection, symbol=pair_symbol, interval=pair_interval, start=first, end=last
         )
         if fmt == "parquet":
@@ -225,7 +225,7 @@ def status(
     """Show what is stored per symbol and interval: first, last, count and gaps."""
     settings = settings_from(database_url=database_url)
     with open_services(settings) as services, services.engine.connect() as connection:
-        pairs = candle_store.summaries(connection)
+        pairs = gaps.summaries(connection)
     if as_json:
         payload = [
             {

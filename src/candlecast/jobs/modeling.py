@@ -20,8 +20,7 @@ from candlecast.ml.evaluate import prospective_metrics, walk_forward
 from candlecast.ml.features import FEATURE_WINDOW
 from candlecast.ml.promotion import decide
 from candlecast.ml.train import TrainParams, train
-from candlecast.store import candles as candle_store
-from candlecast.store import ledger, predictions, registry
+from candlecast.store import candle_reads, ledger, predictions, registry
 from candlecast.store.db import write_transaction
 from candlecast.store.locks import job_lock
 
@@ -50,11 +49,11 @@ class TrainOutcome:
 
 def _window_frame(engine: Engine, *, symbol: str, interval: str, days: float) -> pd.DataFrame:
     with engine.connect() as connection:
-        newest = candle_store.last_open_time(connection, symbol=symbol, interval=interval)
+        newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
         if newest is None:
             raise NoData(f"no {symbol} {interval} candles stored; run `candlecast backfill`")
         start = newest - int(days * DAY_MS) + interval_ms(interval)
-        return candle_store.read_frame(connection, symbol=symbol, interval=interval, start=start)
+        return candle_reads.read_frame(connection, symbol=symbol, interval=interval, start=start)
 
 
 def validation_summary(bundle: ModelBundle) -> dict[str, Any]:
@@ -197,10 +196,10 @@ def forecast_next(
     bundle = load_bundle(engine, record.id)
     step = interval_ms(interval)
     with engine.connect() as connection:
-        newest = candle_store.last_open_time(connection, symbol=symbol, interval=interval)
+        newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
         if newest is None:
             raise NoData(f"no {symbol} {interval} candles stored")
-        history = candle_store.read_frame(
+        history = candle_reads.read_frame(
             connection,
             symbol=symbol,
             interval=interval,
@@ -265,7 +264,7 @@ def ledger_metrics(
             return {"rows": 0}
         first = int(forecasts["target_open_time"].min())
         last = int(forecasts["target_open_time"].max())
-        realized = candle_store.read_frame(
+        realized = candle_reads.read_frame(
             connection, symbol=symbol, interval=interval, start=first, end=last
         )
     # The ledger's own realized copies are dropped: the candles are the single source of truth.
@@ -286,7 +285,7 @@ def evaluate(
     """Walk-forward evaluation over stored candles, exactly as `train` fits each fold."""
     with recorded_run(engine, name="evaluate", symbol=symbol, interval=interval) as details:
         with engine.connect() as connection:
-            frame = candle_store.read_frame(
+            frame = candle_reads.read_frame(
                 connection, symbol=symbol, interval=interval, start=start, end=end
             )
         if frame.empty:

@@ -13,8 +13,7 @@ from candlecast.domain import interval_ms
 from candlecast.jobs import modeling
 from candlecast.jobs.common import DAY_MS
 from candlecast.ml.features import FEATURE_WINDOW
-from candlecast.store import candles as candle_store
-from candlecast.store import predictions, registry
+from candlecast.store import candle_reads, predictions, registry
 from candlecast.store.db import write_transaction
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ def refresh_after_candles(
     }
     with engine.connect() as connection:
         record = registry.champion(connection, symbol=symbol, interval=interval)
-        newest = candle_store.last_open_time(connection, symbol=symbol, interval=interval)
+        newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
         done = (
             None if record is None else predictions.last_open_time(connection, model_id=record.id)
         )
@@ -84,7 +83,7 @@ def materialize(
     bundle = modeling.load_bundle(engine, model_id)
     with engine.connect() as connection:
         # Only the feature window before the first new candle is read, not the whole history.
-        history = candle_store.read_frame(
+        history = candle_reads.read_frame(
             connection,
             symbol=symbol,
             interval=interval,

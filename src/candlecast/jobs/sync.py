@@ -18,11 +18,12 @@ from sqlalchemy import Engine
 from candlecast.domain import Candle, interval_ms, iso_utc
 from candlecast.files import FileKind, describe, read_chunks
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
+from candlecast.store import candle_reads, candle_rows, gaps, ledger
 from candlecast.store import candles as candle_store
 from candlecast.store import gaps as gap_store
-from candlecast.store import ledger
-from candlecast.store.candles import Gap, WriteResult
+from candlecast.store.candles import WriteResult
 from candlecast.store.db import write_transaction
+from candlecast.store.gaps import Gap
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def _write_batch(
             connection,
             symbol=symbol,
             interval=interval,
-            rows=candle_store.rows_from_candles(batch),
+            rows=candle_rows.rows_from_candles(batch),
             source="rest",
             fetched_at=now_ms(),
         )
@@ -210,10 +211,10 @@ def sync_missing(
     step = interval_ms(interval)
     with engine.connect() as connection:
         if extend_to_last_stored:
-            newest = candle_store.last_open_time(connection, symbol=symbol, interval=interval)
+            newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
             if newest is not None and newest + step < first:
                 first = newest + step
-        ranges = candle_store.missing_ranges(
+        ranges = gaps.missing_ranges(
             connection, symbol=symbol, interval=interval, first=first, last=last
         )
         known = gap_store.list_unfillable(

@@ -1,12 +1,131 @@
-"""Known gaps: runs of candles the exchange itself does not have (e.g. real outages)."""
+"""Coverage: what is stored (bounds, gaps, per-pair summaries) and the known gaps, runs of
+candles the exchange itself does not have (e.g. real outages)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, select, update
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, delete, func, select, update
 
 from candlecast.domain import interval_ms
-from candlecast.store.candles import Gap
-from candlecast.store.tables import known_gaps
+from candlecast.store.candle_rows import pair_conditions, window_conditions
+from candlecast.store.tables import candles, known_gaps
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A run of missing candles: first and last missing open_time, inclusive."""
+
+    first_open_time: int
+    last_open_time: int
+    missing: int
+
+
+@dataclass(frozen=True)
+class PairSummary:
+    """What is stored for one symbol and interval."""
+
+    symbol: str
+    interval: str
+    first_open_time: int
+    last_open_time: int
+    count: int
+    gaps: int
+    missing: int
+
+
+def find_gaps(
+    connection: Connection,
+    *,
+    symbol: str,
+    interval: str,
+    start: int | None = None,
+    end: int | None = None,
+) -> list[Gap]:
+    """Runs of missing candles between stored ones in [start, end] (not before the first)."""
+    step = interval_ms(interval)
+    inner = (
+        select(
+            candles.c.open_time.label("open_time"),
+            func.lag(candles.c.open_time).over(order_by=candles.c.open_time).label("previous"),
+        )
+        .where(*pair_conditions(symbol, interval), *window_conditions(start, end))
+        .subquery()
+    )
+    query = (
+        select(inner.c.previous, inner.c.open_time)
+        .where(and_(inner.c.previous.is_not(None), inner.c.open_time - inner.c.previous > step))
+        .order_by(inner.c.open_time)
+    )
+    return [
+        Gap(int(previous) + step, int(current) - step, (int(current) - int(previous)) // step - 1)
+        for previous, current in connection.execute(query)
+    ]
+
+
+def missing_ranges(
+    connection: Connection, *, symbol: str, interval: str, first: int, last: int
+) -> list[tuple[int, int]]:
+    """Open-time ranges [a, b] inside [first, last] with no stored candle, in order."""
+    step = interval_ms(interval)
+    if last < first:
+        return []
+    window = bounds_in(connection, symbol=symbol, interval=interval, start=first, end=last)
+    if window is None:
+        return [(first, last)]
+    lowest, highest = window
+    ranges: list[tuple[int, int]] = []
+    if lowest > first:
+        ranges.append((first, lowest - step))
+    ranges.extend(
+        (gap.first_open_time, gap.last_open_time)
+        for gap in find_gaps(connection, symbol=symbol, interval=interval, start=first, end=last)
+    )
+    if highest < last:
+        ranges.append((highest + step, last))
+    return ranges
+
+
+def bounds_in(
+    connection: Connection, *, symbol: str, interval: str, start: int, end: int
+) -> tuple[int, int] | None:
+    """(lowest, highest) stored open_time within [start, end], or None."""
+    query = select(func.min(candles.c.open_time), func.max(candles.c.open_time)).where(
+        *pair_conditions(symbol, interval),
+        *window_conditions(start, end),
+    )
+    lowest, highest = connection.execute(query).one()
+    return None if lowest is None else (int(lowest), int(highest))
+
+
+def summaries(connection: Connection) -> list[PairSummary]:
+    """What is stored per symbol and interval, with gap counts."""
+    query = (
+        select(
+            candles.c.symbol,
+            candles.c.interval,
+            func.min(candles.c.open_time),
+            func.max(candles.c.open_time),
+            func.count(),
+        )
+        .group_by(candles.c.symbol, candles.c.interval)
+        .order_by(candles.c.symbol, candles.c.interval)
+    )
+    found: list[PairSummary] = []
+    for symbol, interval, first, last, count in connection.execute(query).all():
+        gaps = find_gaps(connection, symbol=symbol, interval=interval)
+        found.append(
+            PairSummary(
+                symbol=symbol,
+                interval=interval,
+                first_open_time=int(first),
+                last_open_time=int(last),
+                count=int(count),
+                gaps=len(gaps),
+                missing=sum(gap.missing for gap in gaps),
+            )
+        )
+    return found
 
 
 def record_unfillable(

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
-from candlecast.store.candles import fetch_matrix
+from candlecast.store.candle_reads import fetch_matrix
 from candlecast.store.tables import PREDICTION_VALUE_COLUMNS, model_predictions
 
 _ALL_COLUMNS = ("model_id", "open_time", "symbol", "interval", *PREDICTION_VALUE_COLUMNS)

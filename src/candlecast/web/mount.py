@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from candlecast.bootstrap import Services
 from candlecast.domain import iso_utc
 from candlecast.runtime import Runtime
-from candlecast.store import candles as candle_store
+from candlecast.store import candle_reads
 from candlecast.web import assets
 from candlecast.web.docs import ASSET_TYPES, Renderer, default_docs_dir, menu, safe_path
 from candlecast.web.ledger import ledger_router
@@ -73,7 +73,7 @@ class VersionProbe:
         settings = self._services.settings
         try:
             with self._services.engine.connect() as connection:
-                newest = candle_store.last_open_time(
+                newest = candle_reads.last_open_time(
                     connection, symbol=settings.symbol, interval=settings.interval
                 )
         except Exception:
