@@ -17,22 +17,10 @@ import pandas as pd
 
 from candlecast.domain import DataFileError, interval_ms, iso_utc
 from candlecast.exchange.dumps import MICROSECONDS_ABOVE, open_text, pair_from_name
-from candlecast.store.candle_rows import CandleRow
+from candlecast.store.candle_rows import VALUE_NAMES, CandleRow
 
-DUMP_COLUMNS = (
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "close_time",
-    "quote_volume",
-    "trades",
-    "taker_buy_base",
-    "taker_buy_quote",
-    "ignore",
-)
+# The 12 columns of a data.binance.vision kline CSV, in order; the last means nothing.
+DUMP_COLUMNS = ("open_time", *VALUE_NAMES, "ignore")
 EXPORT_COLUMNS = DUMP_COLUMNS[:-1]
 REQUIRED_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
 OPTIONAL_DECIMALS = ("quote_volume", "taker_buy_base", "taker_buy_quote")

@@ -55,19 +55,6 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-CANDLE_VALUE_COLUMNS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "close_time",
-    "quote_volume",
-    "trades",
-    "taker_buy_base",
-    "taker_buy_quote",
-)
-
 candles = Table(
     "candles",
     metadata,
