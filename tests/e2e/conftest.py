@@ -10,9 +10,10 @@ import pytest
 from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, missing_browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per module. Not per session: Playwright's sync API holds an event
+    loop on the main thread while it runs, which would break every asyncio test after it."""
     reason = missing_browser()
     if reason:
         pytest.skip(f"browser tests skipped: {reason}")

@@ -121,6 +121,8 @@ class PageWatch:
     """Console errors, page errors, failed requests and error responses seen by a page."""
 
     problems: list[str] = field(default_factory=list)
+    # True while the test itself navigates (reload): requests it cancels are not failures.
+    navigating: bool = False
 
     def attach(self, page: Any) -> None:
         page.on("console", self._console)
@@ -133,8 +135,9 @@ class PageWatch:
             self.problems.append(f"console error: {message.text}")
 
     def _failed(self, request: Any) -> None:
-        if request.failure == "net::ERR_ABORTED" and request.url.endswith("/api/version"):
-            return  # a live poll cancelled by the page's own navigation (reload), not a failure
+        aborted = request.failure == "net::ERR_ABORTED"
+        if aborted and (self.navigating or request.url.endswith("/api/version")):
+            return  # cancelled by a navigation (reload), not a failure
         self.problems.append(f"request failed: {request.url} {request.failure}")
 
     def _response(self, response: Any) -> None:

@@ -79,8 +79,10 @@ def test_dark_theme_is_remembered(live: Server, context_factory: Any) -> None:
     shoot(page, "charts-1280-dark")
     page.click("#theme-toggle")
     assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    watch.navigating = True
     page.reload()
     wait_ready(page)
+    watch.navigating = False
     assert page.evaluate("document.documentElement.dataset.theme") == "light"
     assert not watch.problems, watch.problems
 
