@@ -147,3 +147,19 @@ def test_frame_reads_floats_for_modelling(engine: Engine) -> None:
 def test_migrations_are_idempotent(engine: Engine) -> None:
     assert db.upgrade(engine) == db.head_revision()
     assert db.current_revision(engine) == db.head_revision()
+
+
+def test_direct_copy_falls_back_to_upsert_when_another_writer_raced(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the direct COPY path exists only on PostgreSQL")
+    from candlecast.store.candles import _copy_new_postgresql, _write_postgresql
+
+    _write(engine, [_row(0)])
+    raced = [("BTCUSDT", "5m", *_row(i, close="100.5"), "rest", 2) for i in (0, 1)]
+    with write_transaction(engine) as connection:
+        assert _copy_new_postgresql(connection, raced) is False
+        _write_postgresql(connection, raced)
+    with engine.connect() as connection:
+        closes = [c.close for c in candle_reads.read_candles(connection, symbol="BTCUSDT",
+                                                              interval="5m")]  # fmt: skip
+    assert closes == [Decimal("100.5"), Decimal("100.5")]

@@ -22,6 +22,8 @@ from candlecast.store.candle_rows import (
 from candlecast.store.tables import candles
 
 log = logging.getLogger(__name__)
+# symbol, interval, the CandleRow's values, source, fetched_at: one row of the candles table.
+StoredRow = tuple[object, ...]
 
 
 # How many repaired candles a write result lists by name; the count is always complete.
@@ -117,14 +119,14 @@ def upsert_candles(
             continue
         to_write.append(row)
     if to_write:
+        # The full table row: the pair and provenance around the exchange's values.
+        stored_rows = [(symbol, interval, *row, source, fetched_at) for row in to_write]
         if connection.dialect.name == "postgresql":
-            copied = not stored and _copy_new_postgresql(
-                connection, symbol, interval, to_write, source, fetched_at
-            )
+            copied = not stored and _copy_new_postgresql(connection, stored_rows)
             if not copied:
-                _write_postgresql(connection, symbol, interval, to_write, source, fetched_at)
+                _write_postgresql(connection, stored_rows)
         else:
-            _write_sqlite(connection, symbol, interval, to_write, source, fetched_at)
+            _write_sqlite(connection, stored_rows)
     if result.repaired:
         log.warning(
             "repaired %d stored %s %s candle(s) that differed from %s",
@@ -146,14 +148,7 @@ def _conflict_updates(excluded: str) -> str:
     return ", ".join(parts)
 
 
-def _write_sqlite(
-    connection: Connection,
-    symbol: str,
-    interval: str,
-    rows: Sequence[CandleRow],
-    source: str,
-    fetched_at: int,
-) -> None:
+def _write_sqlite(connection: Connection, rows: Sequence[StoredRow]) -> None:
     columns = ", ".join(f'"{name}"' for name in ALL_COLUMNS)
     marks = ", ".join("?" for _ in ALL_COLUMNS)
     statement = (
@@ -161,11 +156,10 @@ def _write_sqlite(
         f'ON CONFLICT ("symbol", "interval", "open_time") DO UPDATE SET '
         f"{_conflict_updates('excluded')}"
     )
-    params = [(symbol, interval, *row, source, fetched_at) for row in rows]
-    connection.exec_driver_sql(statement, params)
+    connection.exec_driver_sql(statement, list(rows))
 
 
-def _copy_rows(connection: Connection, table: str, rows: Iterable[tuple[object, ...]]) -> None:
+def _copy_rows(connection: Connection, table: str, rows: Iterable[StoredRow]) -> None:
     columns = ", ".join(f'"{name}"' for name in ALL_COLUMNS)
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # type: ignore[union-attr]
@@ -173,20 +167,11 @@ def _copy_rows(connection: Connection, table: str, rows: Iterable[tuple[object, 
             copy.write_row(row)
 
 
-def _copy_new_postgresql(
-    connection: Connection,
-    symbol: str,
-    interval: str,
-    rows: Sequence[CandleRow],
-    source: str,
-    fetched_at: int,
-) -> bool:
+def _copy_new_postgresql(connection: Connection, rows: Sequence[StoredRow]) -> bool:
     """COPYs rows straight into candles when none of them can exist yet; False on a race."""
     savepoint = connection.begin_nested()
     try:
-        _copy_rows(
-            connection, "candles", ((symbol, interval, *r, source, fetched_at) for r in rows)
-        )
+        _copy_rows(connection, "candles", rows)
     except IntegrityError:
         # Another writer stored some of these candles meanwhile: take the upsert path.
         savepoint.rollback()
@@ -195,14 +180,7 @@ def _copy_new_postgresql(
     return True
 
 
-def _write_postgresql(
-    connection: Connection,
-    symbol: str,
-    interval: str,
-    rows: Sequence[CandleRow],
-    source: str,
-    fetched_at: int,
-) -> None:
+def _write_postgresql(connection: Connection, rows: Sequence[StoredRow]) -> None:
     # COPY into a session-local staging table, then one set-based upsert: far faster than
     # multi-row INSERTs, and still atomic with the caller's transaction.
     columns = ", ".join(f'"{name}"' for name in ALL_COLUMNS)
@@ -210,9 +188,7 @@ def _write_postgresql(
         "CREATE TEMP TABLE IF NOT EXISTS candles_stage "
         "(LIKE candles INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    _copy_rows(
-        connection, "candles_stage", ((symbol, interval, *r, source, fetched_at) for r in rows)
-    )
+    _copy_rows(connection, "candles_stage", rows)
     connection.exec_driver_sql(
         f"INSERT INTO candles ({columns}) SELECT {columns} FROM candles_stage "
         f'ON CONFLICT ("symbol", "interval", "open_time") DO UPDATE SET '
