@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+import psycopg
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import IntegrityError
 
 from candlecast.store.candle_rows import (
     ALL_COLUMNS,
@@ -172,8 +172,9 @@ def _copy_new_postgresql(connection: Connection, rows: Sequence[StoredRow]) -> b
     savepoint = connection.begin_nested()
     try:
         _copy_rows(connection, "candles", rows)
-    except IntegrityError:
-        # Another writer stored some of these candles meanwhile: take the upsert path.
+    except psycopg.IntegrityError:
+        # Another writer stored some of these candles meanwhile: take the upsert path. (COPY
+        # runs on the raw psycopg cursor, so its error is psycopg's, not SQLAlchemy's.)
         savepoint.rollback()
         return False
     savepoint.commit()
