@@ -1,6 +1,9 @@
 """Times /api/series server-side, in process through httpx's ASGI transport.
 
-Also times pipeline.refresh_after_candles for one new candle on the 90-day database.
+Three figures per request: "first" (a fresh process: nothing held in memory), "new_candle"
+(one candle closed and was forecast since the last request, the steady state of a running
+service) and "cached" (nothing changed). Also times pipeline.refresh_after_candles for one
+new candle on the 90-day database.
 Usage: python -m benchmarks.api_series [--backend sqlite|postgresql] [--runs 7]
 """
 
@@ -21,9 +24,12 @@ from benchmarks.api_common import LAST, prepare
 from benchmarks.common import machine, median, scratch_database
 from candlecast.api import create_app
 from candlecast.api.context import ResponseCache
+from candlecast.api.series_cache import TrailingColumns
+from candlecast.api.shaping import MAX_WINDOW_DAYS
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
 from candlecast.jobs import pipeline
+from candlecast.jobs.common import DAY_MS, now_ms
 from candlecast.runtime import Runtime
 from candlecast.store import db
 from candlecast.store.db import write_transaction
@@ -38,15 +44,47 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-async def _time_case(app: Any, params: dict[str, Any], runs: int, cold: bool) -> tuple[float, int]:
+def _forget(app: Any, *, columns: bool) -> None:
+    """Drops the encoded-response cache and, with `columns`, the in-memory series columns."""
+    context = app.state.context
+    context.series_cache = ResponseCache(size=16)
+    if columns:
+        context.columns = TrailingColumns(span_ms=(MAX_WINDOW_DAYS + 1) * DAY_MS)
+
+
+def _new_candle(url: str) -> None:
+    """Takes the newest candle (and its prediction) away and writes it again, as a new close
+    would: the next request must merge one row and one prediction."""
+    engine = db.create_store_engine(url)
+    with engine.connect() as connection:
+        row = connection.execute(
+            candles.select().order_by(candles.c.open_time.desc()).limit(1)
+        ).one()
+    with write_transaction(engine) as connection:
+        connection.execute(candles.delete().where(candles.c.open_time == row.open_time))
+        connection.exec_driver_sql(
+            f"DELETE FROM model_predictions WHERE open_time >= {int(row.open_time)}"
+        )
+    with write_transaction(engine) as connection:
+        connection.execute(candles.insert().values(**{**row._mapping, "fetched_at": now_ms()}))
+    pipeline.refresh_after_candles(engine, symbol="BTCUSDT", interval="5m")
+    engine.dispose()
+
+
+async def _time_case(
+    app: Any, params: dict[str, Any], runs: int, mode: str, url: str
+) -> tuple[float, int]:
+    """mode: "first" (nothing held), "new_candle" (one new candle since), "cached"."""
     transport = httpx.ASGITransport(app=app)
     samples: list[float] = []
     size = 0
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         await client.get("/api/series", params=params)  # warm imports and the engine pool
         for _ in range(runs):
-            if cold:
-                app.state.context.series_cache = ResponseCache(size=16)
+            if mode == "first":
+                _forget(app, columns=True)
+            elif mode == "new_candle":
+                _new_candle(url)
             started = time.perf_counter()
             response = await client.get("/api/series", params=params)
             samples.append((time.perf_counter() - started) * 1000)
@@ -94,11 +132,18 @@ def main() -> None:
         app = create_app(Services(Settings(database_url=url), engine), Runtime())
         results = {}
         for name, params in CASES:
-            cold, size = asyncio.run(_time_case(app, params, args.runs, cold=True))
-            warm, _ = asyncio.run(_time_case(app, params, args.runs, cold=False))
-            results[name] = {"cold_ms": round(cold, 1), "cached_ms": round(warm, 2),
-                             "bytes": size}  # fmt: skip
-            print(f"{name:30s} cold {cold:7.1f} ms   cached {warm:6.2f} ms   {size:>9,} B")
+            timed = {
+                mode: asyncio.run(_time_case(app, params, args.runs, mode, url))
+                for mode in ("first", "new_candle", "cached")
+            }
+            size = timed["first"][1]
+            results[name] = {f"{mode}_ms": round(ms, 2) for mode, (ms, _) in timed.items()}
+            results[name]["bytes"] = size
+            print(
+                f"{name:30s} "
+                + "   ".join(f"{mode} {ms:7.1f} ms" for mode, (ms, _) in timed.items())
+                + f"   {size:>9,} B"
+            )
         report["series"] = results
         engine.dispose()
         report["refresh_one_candle_ms"] = round(_time_refresh(url, 5), 1)

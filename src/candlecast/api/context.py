@@ -11,6 +11,8 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Query, Request
 
+from candlecast.api.series_cache import TrailingColumns
+from candlecast.api.shaping import MAX_WINDOW_DAYS
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
 from candlecast.domain import (
@@ -20,6 +22,7 @@ from candlecast.domain import (
     validate_interval,
     validate_symbol,
 )
+from candlecast.jobs.common import DAY_MS
 from candlecast.runtime import Runtime
 
 
@@ -85,6 +88,10 @@ class ApiContext:
     trainer: Trainer
     clock: Callable[[], int] = wall_clock_ms
     series_cache: ResponseCache = field(default_factory=lambda: ResponseCache(size=16))
+    # The trailing window of columns behind /api/series, updated incrementally.
+    columns: TrailingColumns = field(
+        default_factory=lambda: TrailingColumns(span_ms=(MAX_WINDOW_DAYS + 1) * DAY_MS)
+    )
     # Live-ish answers (forecast, health) are re-read at most once a second per key.
     fast_cache: ResponseCache = field(default_factory=lambda: ResponseCache(size=64, ttl=1.0))
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import Connection
 
 from candlecast.api import series as series_data
-from candlecast.api.context import BadParameter, Context, Pair, PairDep, parse_time
+from candlecast.api.context import ApiContext, BadParameter, Context, Pair, PairDep, parse_time
 from candlecast.api.schemas import SeriesResponse
 from candlecast.api.shaping import MAX_WINDOW_DAYS, iso
 from candlecast.domain import interval_ms
@@ -17,6 +17,8 @@ from candlecast.jobs.modeling import NoData
 from candlecast.store import candle_reads, predictions, registry
 
 router = APIRouter(prefix="/api", tags=["legacy"])
+# Windows at least this long are served from the in-memory trailing columns.
+HELD_FROM_DAYS = 7
 _COLUMNS_DOC = (
     'format=columns answers {"time":[epoch ms…],"open":[…],"high","low","close","volume",'
     '"open_next","high_next","low_next","close_next","amp_next","dir_next","prob_up",'
@@ -77,23 +79,29 @@ def series(
         done = (
             None if model_id is None else predictions.last_open_time(connection, model_id=model_id)
         )
+        # A repaired candle re-stamps fetched_at, so the last write catches repairs too.
+        written = candle_reads.last_write(
+            connection, symbol=pair.symbol, interval=pair.interval, start=first
+        )
         # Everything the answer depends on is in the key, so a hit is always current.
-        key = (pair, model_id, newest, done, first, last, output, max_points)
+        key = (pair, model_id, newest, done, written, first, last, output, max_points)
         cached = context.series_cache.get(key)
         if cached is None:
             cached = _build(
-                connection, pair, window=(first, last), model_id=model_id, output=output,
-                max_points=max_points,
+                context, connection, pair, window=(first, last), newest=newest,
+                model_id=model_id, output=output, max_points=max_points,
             )  # fmt: skip
             context.series_cache.put(key, cached)
     return Response(cached, media_type="application/json")
 
 
 def _build(
+    context: ApiContext,
     connection: Connection,
     pair: Pair,
     *,
     window: tuple[int, int],
+    newest: int,
     model_id: int | None,
     output: str,
     max_points: int | None,
@@ -101,10 +109,20 @@ def _build(
     """Loads, optionally downsamples and encodes one series answer."""
     first, last = window
     with series_data.gc_paused():
-        data = series_data.load(
-            connection, symbol=pair.symbol, interval=pair.interval, start=first, end=last,
-            model_id=model_id,
-        )  # fmt: skip
+        # The candle after `last` too: the last row's error needs it. Short windows are cheaper
+        # to read directly than to bring the held 90 days up to date.
+        through = last + interval_ms(pair.interval)
+        if last - first < HELD_FROM_DAYS * DAY_MS:
+            raw = series_data.read_raw(
+                connection, symbol=pair.symbol, interval=pair.interval, start=first,
+                end=through, model_id=model_id,
+            )  # fmt: skip
+        else:
+            raw = context.columns.window(
+                connection, symbol=pair.symbol, interval=pair.interval, model_id=model_id,
+                newest=newest, start=first, end=through,
+            )  # fmt: skip
+        data = series_data.assemble(raw, interval=pair.interval, end=last)
         if max_points is not None:
             data = series_data.downsample(data, interval=pair.interval, max_points=max_points)
         meta = {

@@ -22,6 +22,7 @@ from candlecast.domain import interval_ms
 from candlecast.store import candle_reads, predictions
 
 PRED_COLUMNS = ("open_next", "high_next", "low_next", "close_next", "range_next", "prob_up")
+REAL_COLUMNS = ("open", "high", "low", "close", "volume")
 _NAN = float("nan")
 
 
@@ -50,7 +51,27 @@ class SeriesData:
     bucket_ms: int
 
 
-def load(
+@dataclass(frozen=True)
+class RawColumns:
+    """Candle columns ascending by open_time, with the model's predictions aligned to them."""
+
+    times: np.ndarray
+    real: dict[str, np.ndarray]
+    pred: dict[str, np.ndarray]
+
+    def between(self, start: int, end: int) -> RawColumns:
+        """The rows with open_time in [start, end]."""
+        first, last = np.searchsorted(self.times, [start, end], side="left")
+        last = last + int(last < len(self.times) and self.times[last] == end)
+        rows = slice(int(first), int(last))
+        return RawColumns(
+            times=self.times[rows],
+            real={k: v[rows] for k, v in self.real.items()},
+            pred={k: v[rows] for k, v in self.pred.items()},
+        )
+
+
+def read_raw(
     connection: Connection,
     *,
     symbol: str,
@@ -58,25 +79,41 @@ def load(
     start: int,
     end: int,
     model_id: int | None,
-) -> SeriesData:
-    """Reads candles in [start, end] (plus the one after end, for errors) and the model's rows."""
-    step = interval_ms(interval)
+) -> RawColumns:
+    """Reads candles with open_time in [start, end] and the model's predictions for them."""
     frame = candle_reads.read_columns(
-        connection, symbol=symbol, interval=interval, start=start, end=end + step
+        connection, symbol=symbol, interval=interval, start=start, end=end
     )
     times = frame["open_time"]
-    real = {name: frame[name] for name in ("open", "high", "low", "close", "volume")}
-    n_all = len(times)
-    pred = {name: np.full(n_all, _NAN) for name in PRED_COLUMNS}
-    if model_id is not None and n_all:
+    real = {name: frame[name] for name in REAL_COLUMNS}
+    pred = {name: np.full(len(times), _NAN) for name in PRED_COLUMNS}
+    if model_id is not None and len(times):
         stored = predictions.read_columns(
             connection, model_id=model_id, start=start, end=end, columns=PRED_COLUMNS
         )
-        ptimes = stored["open_time"]
-        idx = np.searchsorted(times, ptimes).clip(max=n_all - 1)
-        found = times[idx] == ptimes
-        for name in PRED_COLUMNS:
-            pred[name][idx[found]] = stored[name][found]
+        align(times, pred, stored)
+    return RawColumns(times=times, real=real, pred=pred)
+
+
+def align(times: np.ndarray, pred: dict[str, np.ndarray], stored: dict[str, np.ndarray]) -> None:
+    """Writes stored prediction rows into `pred` at the positions of their candles."""
+    if not len(times) or not len(stored["open_time"]):
+        return
+    ptimes = stored["open_time"]
+    idx = np.searchsorted(times, ptimes).clip(max=len(times) - 1)
+    found = times[idx] == ptimes
+    for name in PRED_COLUMNS:
+        pred[name][idx[found]] = stored[name][found]
+
+
+def assemble(raw: RawColumns, *, interval: str, end: int) -> SeriesData:
+    """Series rows up to `end`, each with its forecast's error against the next candle.
+
+    `raw` must also hold the candle after `end` (when stored), for the last row's error.
+    """
+    step = interval_ms(interval)
+    times, real, pred = raw.times, raw.real, raw.pred
+    n_all = len(times)
     # The realized next candle exists only where the following stored row is exactly t + step.
     next_close = np.full(n_all, _NAN)
     next_amp = np.full(n_all, _NAN)

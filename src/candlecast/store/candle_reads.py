@@ -153,8 +153,10 @@ def read_columns(
     start: int,
     end: int,
     names: Sequence[str] = ("open", "high", "low", "close", "volume"),
+    written_since: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Candles in [start, end] as ascending float64 columns (open_time as int64 ms).
+    """Candles in [start, end] as ascending float64 columns (open_time as int64 ms); with
+    `written_since`, only rows written (inserted or repaired) at or after that time.
 
     Cast in SQL, so no Decimal is ever built: this is the read behind the API's charts.
     """
@@ -166,8 +168,15 @@ def read_columns(
         connection,
         f'SELECT open_time, {values} FROM candles WHERE "symbol" = %(symbol)s '
         'AND "interval" = %(interval)s AND open_time BETWEEN %(start)s AND %(end)s '
-        "ORDER BY open_time",
-        {"symbol": symbol, "interval": interval, "start": start, "end": end},
+        + ("AND fetched_at >= %(since)s " if written_since is not None else "")
+        + "ORDER BY open_time",
+        {
+            "symbol": symbol,
+            "interval": interval,
+            "start": start,
+            "end": end,
+            "since": written_since,
+        },
     )
     if matrix.size == 0:
         return {"open_time": np.empty(0, dtype=np.int64)} | {
@@ -176,3 +185,15 @@ def read_columns(
     out = {"open_time": matrix[:, 0].astype(np.int64)}
     out.update({name: matrix[:, i + 1] for i, name in enumerate(names)})
     return out
+
+
+def last_write(connection: Connection, *, symbol: str, interval: str, start: int) -> int | None:
+    """When candles with open_time >= start were last written (inserted or repaired), or None.
+
+    Every write stamps fetched_at, so this changes whenever anything in that range changes.
+    """
+    query = select(func.max(candles.c.fetched_at)).where(
+        *pair_conditions(symbol, interval), candles.c.open_time >= start
+    )
+    value = connection.execute(query).scalar()
+    return None if value is None else int(value)
