@@ -74,22 +74,31 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def _validation_table(validation: dict[str, Any]) -> Table:
-    table = Table("target", "MAE", "baseline MAE", "skill", title="validation (held-out tail)")
+    table = Table(
+        "target", "MAE", "baseline", "baseline MAE", "skill", "strong baseline", "strong skill",
+        title="validation (held-out tail)",
+    )  # fmt: skip
     for name, figures in validation.items():
         if name == "direction":
             continue
         table.add_row(
             name,
             _fmt(figures.get("mae")),
+            str(figures.get("baseline", "-")),
             _fmt(figures.get("baseline_mae")),
             _fmt(figures.get("skill")),
+            str(figures.get("strong_baseline", "-")),
+            _fmt(figures.get("strong_skill")),
         )
     direction = validation.get("direction")
     if direction:
         table.add_row(
             "direction (Brier)",
             _fmt(direction.get("brier")),
+            "climatology",
             _fmt(direction.get("brier_baseline")),
+            "-",
+            "-",
             "-",
         )
     return table
@@ -98,6 +107,7 @@ def _validation_table(validation: dict[str, Any]) -> Table:
 def _report_table(report: dict[str, Any]) -> Table:
     table = Table(
         "target", "MAE", "RMSE", "sMAPE %", "baseline", "baseline MAE", "skill",
+        "strong baseline", "strong skill",
         title=f"walk-forward: {report['folds']} folds, {report['rows']} rows, "
         f"train {report['train_days']} d",
     )  # fmt: skip
@@ -110,6 +120,8 @@ def _report_table(report: dict[str, Any]) -> Table:
             str(figures["baseline"]),
             _fmt(figures["baseline_mae"]),
             _fmt(figures["skill"]),
+            str(figures.get("strong_baseline", "-")),
+            _fmt(figures.get("strong_skill")),
         )
     return table
 
@@ -153,6 +165,7 @@ def evaluate(
     out.print(_report_table(report))
     ci = report["close_interval"]
     direction = report["direction"]
+    low, high = direction["accuracy_ci95"]
     out.print(
         f"close interval {ci['level']:.0%}: coverage {_fmt(ci['coverage'])}, "
         f"mean width {_fmt(ci['mean_width'], 2)}",
@@ -160,7 +173,7 @@ def evaluate(
     )
     out.print(
         f"direction: n={direction['n']} accuracy {_fmt(direction['accuracy'])} "
-        f"CI95 {direction['accuracy_ci95']} Brier {_fmt(direction['brier'])} "
+        f"CI95 [{_fmt(low)}, {_fmt(high)}] Brier {_fmt(direction['brier'])} "
         f"(climatology {_fmt(direction['brier_baseline'])}) ECE {_fmt(direction['ece'])} "
         f"WDA {_fmt(direction['wda'])}",
         highlight=False,
