@@ -20,12 +20,13 @@ from candlecast.jobs import isolated, pipeline, sync
 from candlecast.jobs.common import now_ms
 from candlecast.runtime import Runtime
 from candlecast.scheduler import ScheduledJob, Scheduler
-from candlecast.store import candle_reads, candle_rows, registry
+from candlecast.store import candle_reads, candle_rows, registry, ticks
 from candlecast.store import candles as candle_store
 from candlecast.store.db import normalize_url, sqlite_path, write_transaction
 from candlecast.store.locks import job_lock
 
 log = logging.getLogger(__name__)
+TICK_CLAIMS_KEPT_MS = 7 * 86_400_000
 
 
 def token_path(settings: Settings) -> Path:
@@ -127,6 +128,9 @@ class Service:
     def reconcile(self) -> None:
         """Re-fetch the backfill window and repair every candle that differs or is missing."""
         self._sync(sync.reconcile)
+        # Claims of ticks long past can never matter again; keep the table small.
+        with write_transaction(self.services.engine) as connection:
+            ticks.prune(connection, older_than=now_ms() - TICK_CLAIMS_KEPT_MS)
 
     def _sync(self, job: Callable[..., sync.SyncReport]) -> None:
         with self.services.exchange() as client:

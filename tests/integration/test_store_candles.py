@@ -163,3 +163,14 @@ def test_direct_copy_falls_back_to_upsert_when_another_writer_raced(engine: Engi
         closes = [c.close for c in candle_reads.read_candles(connection, symbol="BTCUSDT",
                                                               interval="5m")]  # fmt: skip
     assert closes == [Decimal("100.5"), Decimal("100.5")]
+
+
+def test_tick_claims_are_won_once_and_pruned(engine: Engine) -> None:
+    from candlecast.store import ticks
+
+    with write_transaction(engine) as connection:
+        assert ticks.claim(connection, name="ingest", tick=1000, holder="a", claimed_at=1)
+        assert not ticks.claim(connection, name="ingest", tick=1000, holder="b", claimed_at=2)
+        assert ticks.claim(connection, name="train", tick=1000, holder="b", claimed_at=2)
+        assert ticks.prune(connection, older_than=2000) == 2
+        assert ticks.claim(connection, name="ingest", tick=1000, holder="c", claimed_at=3)
