@@ -61,7 +61,7 @@ def test_series_has_the_old_fields_and_a_forecast_on_the_last_point(trained: Tra
     assert set(first["real"]) == {"time", "open", "high", "low", "close", "volume"}
     assert set(first["pred"]) == {"open_next", "high_next", "low_next", "close_next", "amp_next"}
     assert set(first["cls"]) == {"dir_next", "prob_up", "prob_down"}
-    assert set(first["err"]) == {"close_abs", "close_signed", "amp_abs"}
+    assert set(first["err"]) == {"close_abs", "close_signed", "amp_abs", "amp_signed"}
     newest = points[-1]
     assert newest["real"]["time"] == iso_utc(trained.last)
     assert newest["pred"] is not None and newest["cls"] is not None and newest["err"] is None
@@ -88,6 +88,7 @@ def _series_errors_compare_the_forecast_with_the_realized_next_candle(trained: T
         assert point["err"]["close_abs"] == pytest.approx(abs(close_next - nxt["close"]), abs=1e-4)
         amp = float(str(stored["range_next"][i])) - (nxt["high"] - nxt["low"])
         assert point["err"]["amp_abs"] == pytest.approx(abs(amp), abs=1e-4)
+        assert point["err"]["amp_signed"] == pytest.approx(amp, abs=1e-4)
         assert point["cls"]["prob_up"] + point["cls"]["prob_down"] == pytest.approx(1)
     assert points[-1]["err"] is None
 
@@ -128,7 +129,9 @@ def test_metrics_forecast_models_jobs_and_futures(trained: Trained) -> None:
     jobs = api.get("/api/jobs").json()
     assert jobs["runs"][0]["name"] == "train" and "next_runs" in jobs
     futures = api.get("/api/futures").json()["points"]
-    assert [set(p) >= {"time", "pred_close", "real_close", "err_close"} for p in futures]
+    fields = {"time", "pred_close", "real_close", "err_close", "close_lo", "close_hi", "prob_up"}
+    assert futures and all(set(p) >= fields for p in futures)
+    assert all(p["close_lo"] <= p["pred_close"] <= p["close_hi"] for p in futures)
     scored = [p for p in futures if p["real_close"] is not None]
     assert len(scored) == 1
     assert scored[0]["err_close"] == pytest.approx(

@@ -211,10 +211,11 @@ def futures(
     frame = frame.drop_duplicates("target_open_time", keep="first")
     closes = dict(zip(realized["open_time"].tolist(), realized["close"].tolist(), strict=True))
     points = []
-    for target, pred_close, model_id in zip(
-        frame["target_open_time"].tolist(), frame["close_next"].tolist(),
-        frame["model_id"].tolist(), strict=True,
-    ):  # fmt: skip
+    names = ("target_open_time", "close_next", "model_id", "close_lo", "close_hi", "prob_up",
+             "last_close")  # fmt: skip
+    for target, pred_close, model_id, lo, hi, prob_up, last_close in zip(
+        *(frame[name].tolist() for name in names), strict=True
+    ):
         real = closes.get(int(target))
         points.append(
             FuturesPoint(
@@ -223,6 +224,10 @@ def futures(
                 real_close=None if real is None else float(real),
                 err_close=None if real is None else float(pred_close) - float(real),
                 model_id=int(model_id),
+                close_lo=float(lo),
+                close_hi=float(hi),
+                prob_up=float(prob_up),
+                last_close=float(last_close),
             )
         )
     return FuturesResponse(points=points)

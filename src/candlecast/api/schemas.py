@@ -92,6 +92,7 @@ class SeriesErr(BaseModel):
     close_abs: float
     close_signed: float = Field(description="Predicted minus realized next close")
     amp_abs: float
+    amp_signed: float = Field(description="Predicted minus realized next range (high - low)")
 
 
 class SeriesPoint(BaseModel):
@@ -138,6 +139,10 @@ class FuturesPoint(BaseModel):
     real_close: float | None
     err_close: float | None = Field(description="Predicted minus realized close")
     model_id: int
+    close_lo: float = Field(description="Lower end of the close interval")
+    close_hi: float = Field(description="Upper end of the close interval")
+    prob_up: float = Field(description="Forecast probability that the close rises")
+    last_close: float = Field(description="The close it was made from: persistence's forecast")
 
 
 class FuturesResponse(BaseModel):

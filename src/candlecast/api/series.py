@@ -198,9 +198,12 @@ def encode_points(data: SeriesData, meta: dict[str, Any]) -> bytes:
     preds = zip(*(pred[name].tolist() for name in pred_names), strict=True)
     probs = prob.tolist()
     errors = zip(
-        np.abs(data.err_close).tolist(), data.err_close.tolist(), np.abs(data.err_amp).tolist(),
+        np.abs(data.err_close).tolist(),
+        data.err_close.tolist(),
+        np.abs(data.err_amp).tolist(),
+        data.err_amp.tolist(),
         strict=True,
-    )  # fmt: skip
+    )
     points = [
         {
             "real": {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v},
@@ -212,9 +215,18 @@ def encode_points(data: SeriesData, meta: dict[str, Any]) -> bytes:
             "cls": (
                 {"dir_next": int(up >= 0.5), "prob_up": up, "prob_down": 1 - up} if c_ok else None
             ),
-            "err": {"close_abs": ea, "close_signed": es, "amp_abs": ew} if e_ok else None,
+            "err": (
+                {"close_abs": ea, "close_signed": es, "amp_abs": ew, "amp_signed": ws}
+                if e_ok
+                else None
+            ),
         }
-        for (t, o, h, lo, c, v), (po, ph, pl, pc, pa), up, (ea, es, ew), p_ok, c_ok, e_ok in zip(
+        for (t, o, h, lo, c, v), (po, ph, pl, pc, pa), up, (
+            ea,
+            es,
+            ew,
+            ws,
+        ), p_ok, c_ok, e_ok in zip(
             reals, preds, probs, errors, pred_ok, cls_ok, err_ok, strict=True
         )
     ]
@@ -242,6 +254,7 @@ def encode_columns(data: SeriesData, meta: dict[str, Any]) -> bytes:
         "err_close_abs": np.abs(data.err_close),
         "err_close_signed": data.err_close,
         "err_amp_abs": np.abs(data.err_amp),
+        "err_amp_signed": data.err_amp,
     }
     # orjson writes numpy arrays natively (C-contiguous ones), and NaN as null.
     arrays = {name: np.ascontiguousarray(values) for name, values in columns.items()}

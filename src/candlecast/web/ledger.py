@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
+from candlecast.api.context import PairDep
 from candlecast.bootstrap import Services
 from candlecast.domain import iso_utc
 from candlecast.jobs.common import DAY_MS
@@ -45,10 +46,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def ledger_window(services: Services, *, days: int, with_points: bool) -> dict[str, Any]:
+def ledger_window(
+    services: Services, *, symbol: str, interval: str, days: int, with_points: bool
+) -> dict[str, Any]:
     """The ledger's last `days` days (ending at the newest forecast): scores and points."""
-    settings = services.settings
-    symbol, interval = settings.symbol, settings.interval
     with services.engine.connect() as connection:
         newest = ledger.latest(connection, symbol=symbol, interval=interval)
         if newest is None:
@@ -83,10 +84,11 @@ def ledger_window(services: Services, *, days: int, with_points: bool) -> dict[s
 def ledger_router(services: Services, runtime: Runtime) -> APIRouter:
     """The /api/ledger route, cached per (runtime version, window) for a second."""
     router = APIRouter(prefix="/api", tags=["dashboard"])
-    cache: dict[tuple[int, int, int, bool], bytes] = {}
+    cache: dict[tuple[str, str, int, int, int, bool], bytes] = {}
 
     @router.get("/ledger", summary="Prospective scores and points of the ledger")
     async def ledger_route(
+        pair: PairDep,
         days: Annotated[int, Query(ge=1, le=90, description="Window length in days")] = 1,
         points: Annotated[bool, Query(description="Include the forecasts themselves")] = True,
     ) -> Response:
@@ -96,10 +98,13 @@ def ledger_router(services: Services, runtime: Runtime) -> APIRouter:
         `close_lo`, `close_hi`, `prob_up`, `last_close` (persistence), `real_close` (null until
         the candle closes) and `model_id`."""
         # A replica without a scheduler never bumps its version; 10 s bounds the staleness.
-        key = (runtime.version, int(time.time() // 10), days, points)
+        key = (pair.symbol, pair.interval, runtime.version, int(time.time() // 10), days, points)
         body = cache.get(key)
         if body is None:
-            data = await run_in_threadpool(ledger_window, services, days=days, with_points=points)
+            data = await run_in_threadpool(
+                ledger_window, services, symbol=pair.symbol, interval=pair.interval, days=days,
+                with_points=points,
+            )  # fmt: skip
             body = json.dumps(data, separators=(",", ":")).encode()
             if len(cache) > 16:
                 cache.clear()
