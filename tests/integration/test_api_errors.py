@@ -44,6 +44,8 @@ BAD_PARAMETERS: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/api/init/backfill", {"limit": 5000}, "limit"),
     ("POST", "/api/init/backfill", {"symbol": "??"}, "symbol"),
     ("POST", "/api/ingest", {"interval": "2x"}, "interval"),
+    ("GET", "/api/ledger", {"days": 0}, "days"),
+    ("GET", "/api/ledger", {"symbol": "b$"}, "symbol"),
 ]  # fmt: skip
 
 
