@@ -20,7 +20,7 @@ from candlecast.jobs import isolated, pipeline, sync
 from candlecast.jobs.common import now_ms
 from candlecast.runtime import Runtime
 from candlecast.scheduler import ScheduledJob, Scheduler
-from candlecast.store import candle_reads, candle_rows, registry, ticks
+from candlecast.store import candle_reads, candle_rows, registry, runs, ticks
 from candlecast.store import candles as candle_store
 from candlecast.store.db import normalize_url, sqlite_path, write_transaction
 from candlecast.store.locks import job_lock
@@ -301,6 +301,9 @@ def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | 
     token, path = ensure_api_token(settings)
     settings = settings.model_copy(update={"api_token": token})
     services = bootstrap(settings)
+    abandoned = runs.close_abandoned(services.engine, finished_at=now_ms())
+    if abandoned:
+        log.warning("closed %d job run(s) left running by processes that died", abandoned)
     runtime = Runtime(scheduler_enabled=scheduler, stream_enabled=scheduler and settings.stream)
     return Service(services, runtime, scheduler=scheduler), token, path
 

@@ -174,3 +174,28 @@ def test_tick_claims_are_won_once_and_pruned(engine: Engine) -> None:
         assert ticks.claim(connection, name="train", tick=1000, holder="b", claimed_at=2)
         assert ticks.prune(connection, older_than=2000) == 2
         assert ticks.claim(connection, name="ingest", tick=1000, holder="c", claimed_at=3)
+
+
+def test_runs_left_open_by_dead_processes_are_closed(engine: Engine) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from sqlalchemy import update
+
+    from candlecast.store import runs
+    from candlecast.store.tables import job_runs
+
+    mine = runs.start_run(engine, name="ingest", symbol=None, interval=None, started_at=1)
+    dead = runs.start_run(engine, name="train", symbol=None, interval=None, started_at=1)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    host = f"{os.uname().nodename[:100]}:{finished.stdout.strip()}"
+    with write_transaction(engine) as connection:
+        connection.execute(update(job_runs).where(job_runs.c.id == dead).values(host=host))
+    assert runs.close_abandoned(engine, finished_at=5) == 1
+    with engine.connect() as connection:
+        assert runs.get_run(connection, run_id=mine).status == runs.RUNNING  # type: ignore[union-attr]
+        closed = runs.get_run(connection, run_id=dead)
+    assert closed is not None and closed.status == runs.FAILED
+    assert closed.details["error_type"] == "Abandoned"

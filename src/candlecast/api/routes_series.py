@@ -22,7 +22,8 @@ HELD_FROM_DAYS = 7
 _COLUMNS_DOC = (
     'format=columns answers {"time":[epoch ms…],"open":[…],"high","low","close","volume",'
     '"open_next","high_next","low_next","close_next","amp_next","dir_next","prob_up",'
-    '"prob_down","err_close_abs","err_close_signed","err_amp_abs","err_amp_signed", …same metadata}.'
+    '"prob_down","err_close_abs","err_close_signed","err_amp_abs","err_amp_signed", '
+    "…same metadata}."
 )
 
 

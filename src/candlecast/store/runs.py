@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,50 @@ class JobRun:
     host: str | None
 
 
+def _holder() -> str:
+    """This process as "hostname:pid", so a run left open by a dead process can be found."""
+    return f"{socket.gethostname()[:100]}:{os.getpid()}"
+
+
+def close_abandoned(engine: Engine, *, finished_at: int) -> int:
+    """Marks failed the runs left `running` by processes of this host that no longer exist
+    (killed with SIGKILL, or the machine lost power); returns how many."""
+    hostname = socket.gethostname()[:100]
+    with write_transaction(engine) as connection:
+        running = connection.execute(
+            select(job_runs.c.id, job_runs.c.host, job_runs.c.details).where(
+                job_runs.c.status == RUNNING, job_runs.c.host.like(f"{hostname}:%")
+            )
+        ).all()
+        closed = 0
+        for run_id, host, details in running:
+            pid = str(host).rsplit(":", 1)[-1]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            connection.execute(
+                update(job_runs)
+                .where(job_runs.c.id == run_id, job_runs.c.status == RUNNING)
+                .values(
+                    status=FAILED,
+                    finished_at=finished_at,
+                    details={**(details or {}), "error": "abandoned: its process ended "
+                             "without finishing it", "error_type": "Abandoned"},
+                )
+            )  # fmt: skip
+            closed += 1
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def start_run(
     engine: Engine, *, name: str, symbol: str | None, interval: str | None, started_at: int
 ) -> int:
@@ -45,7 +90,7 @@ def start_run(
                 status=RUNNING,
                 started_at=started_at,
                 details={},
-                host=socket.gethostname()[:128],
+                host=_holder(),
             )
         )
         assert result.inserted_primary_key is not None
