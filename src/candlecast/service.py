@@ -128,6 +128,11 @@ class Service:
     def reconcile(self) -> None:
         """Re-fetch the backfill window and repair every candle that differs or is missing."""
         self._sync(sync.reconcile)
+        filled = pipeline.fill_unpredicted(
+            self.services.engine, symbol=self.symbol, interval=self.interval
+        )
+        if filled:
+            log.info("materialized %d prediction(s) for candles filled after the fact", filled)
         # Claims of ticks long past can never matter again; keep the table small.
         with write_transaction(self.services.engine) as connection:
             ticks.prune(connection, older_than=now_ms() - TICK_CLAIMS_KEPT_MS)

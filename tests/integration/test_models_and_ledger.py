@@ -218,3 +218,29 @@ def test_forecasts_table_is_append_only_for_predictions(engine: Engine) -> None:
         row = connection.execute(forecasts.select()).one()._mapping
     for name in ("pred_open", "pred_high", "pred_low", "pred_close", "prob_up", "close_lo"):
         assert row[name] == made[name]
+
+
+def test_candles_filled_after_the_fact_get_their_predictions(engine: Engine) -> None:
+    from candlecast.jobs import pipeline
+    from candlecast.store import predictions
+    from candlecast.store.tables import candles as candles_table
+
+    last = _load(engine, days=7)
+    hole = [last - 40 * STEP + i * STEP for i in range(3)]
+    with write_transaction(engine) as connection:
+        kept = connection.execute(
+            candles_table.select().where(candles_table.c.open_time.in_(hole))
+        ).all()
+        connection.execute(candles_table.delete().where(candles_table.c.open_time.in_(hole)))
+    outcome = modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=7)
+    assert pipeline.fill_unpredicted(engine, symbol="BTCUSDT", interval="5m") == 0
+    with write_transaction(engine) as connection:
+        for row in kept:
+            connection.execute(candles_table.insert().values(**row._mapping))
+    assert pipeline.fill_unpredicted(engine, symbol="BTCUSDT", interval="5m") == 3
+    with engine.connect() as connection:
+        missing = predictions.unpredicted(
+            connection, model_id=int(outcome.model_id or 0), symbol="BTCUSDT", interval="5m",
+            start=hole[0], end=hole[-1],
+        )  # fmt: skip
+    assert missing == []

@@ -64,6 +64,39 @@ def refresh_after_candles(
     return result
 
 
+def fill_unpredicted(
+    engine: Engine, *, symbol: str, interval: str, newest: int | None = None
+) -> int:
+    """Materializes the champion's predictions for candles in the served window that have none,
+    such as gaps filled after the fact; returns how many were written."""
+    with engine.connect() as connection:
+        model_id = registry.champion_id(connection, symbol=symbol, interval=interval)
+        if newest is None:
+            newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
+        if model_id is None or newest is None:
+            return 0
+        start = newest - MAX_BACKFILL_DAYS * DAY_MS + interval_ms(interval)
+        missing = predictions.unpredicted(
+            connection, model_id=model_id, symbol=symbol, interval=interval, start=start,
+            end=newest,
+        )  # fmt: skip
+    if not missing:
+        return 0
+    bundle = modeling.load_bundle(engine, model_id)
+    step = interval_ms(interval)
+    with engine.connect() as connection:
+        history = candle_reads.read_frame(
+            connection, symbol=symbol, interval=interval,
+            start=missing[0] - (FEATURE_WINDOW + 2) * step, end=missing[-1],
+        )  # fmt: skip
+    predicted = bundle.predict(history)
+    fresh = predicted[predicted["open_time"].isin(missing)]
+    with write_transaction(engine) as connection:
+        return predictions.write(
+            connection, model_id=model_id, symbol=symbol, interval=interval, frame=fresh
+        )
+
+
 def materialize(
     engine: Engine,
     *,

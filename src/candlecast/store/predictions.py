@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, select
 
 from candlecast.store.candle_reads import fetch_matrix
-from candlecast.store.tables import PREDICTION_VALUE_COLUMNS, model_predictions
+from candlecast.store.tables import PREDICTION_VALUE_COLUMNS, candles, model_predictions
 
 _ALL_COLUMNS = ("model_id", "open_time", "symbol", "interval", *PREDICTION_VALUE_COLUMNS)
 # Above this many rows PostgreSQL takes the COPY path; below it one executemany is cheaper.
@@ -116,3 +116,29 @@ def read_columns(
     out = {"open_time": matrix[:, 0].astype(np.int64)}
     out.update({name: matrix[:, i + 1] for i, name in enumerate(columns)})
     return out
+
+
+def unpredicted(
+    connection: Connection, *, model_id: int, symbol: str, interval: str, start: int, end: int
+) -> list[int]:
+    """Open times of stored candles in [start, end] with no prediction of the model (e.g. a gap
+    filled after the model materialized its predictions)."""
+    joined = candles.outerjoin(
+        model_predictions,
+        and_(
+            model_predictions.c.model_id == model_id,
+            model_predictions.c.open_time == candles.c.open_time,
+        ),
+    )
+    query = (
+        select(candles.c.open_time)
+        .select_from(joined)
+        .where(
+            candles.c.symbol == symbol,
+            candles.c.interval == interval,
+            candles.c.open_time.between(start, end),
+            model_predictions.c.open_time.is_(None),
+        )
+        .order_by(candles.c.open_time)
+    )
+    return [int(value) for value in connection.execute(query).scalars()]
