@@ -132,9 +132,13 @@ def fetch_matrix(connection: Connection, sql: str, params: dict[str, Any]) -> np
     Skips SQLAlchemy's row objects: for the API's 26k-row chart reads they cost more than the
     query. `sql` uses %(name)s placeholders; FLOAT8 is written as the dialect's double type.
     """
+    raw = connection.connection.dbapi_connection
     if connection.dialect.name == "sqlite":
         sql = re.sub(r"%\((\w+)\)s", r":\1", sql).replace("FLOAT8", "REAL")
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = raw.cursor()  # type: ignore[union-attr]
+    else:
+        # psycopg's binary format: float8 and int8 arrive without text parsing.
+        cursor = raw.cursor(binary=True)  # type: ignore[union-attr]
     try:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
