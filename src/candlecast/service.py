@@ -67,6 +67,8 @@ class Service:
         self._scheduler: Scheduler | None = None
         self._stream: KlineStream | None = None
         self._stream_loop: asyncio.AbstractEventLoop | None = None
+        # Called after every refresh, e.g. to bring the API's in-memory chart columns up to date.
+        self.after_refresh: list[Callable[[], None]] = []
 
     @property
     def symbol(self) -> str:
@@ -119,6 +121,11 @@ class Service:
             interval=self.interval,
         )
         self.runtime.bump()
+        for hook in self.after_refresh:
+            try:
+                hook()
+            except Exception:
+                log.exception("a post-refresh hook failed")
         return result
 
     def ingest(self) -> None:
@@ -313,6 +320,26 @@ def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | 
     return Service(services, runtime, scheduler=scheduler), token, path
 
 
+def warm_series(app: Any, settings: Settings) -> None:
+    """Brings the API's held chart columns for the configured pair up to date."""
+    from candlecast.api.series_cache import warm
+    from candlecast.api.shaping import MAX_WINDOW_DAYS
+
+    context = app.state.context
+    try:
+        with context.services.engine.connect() as connection:
+            warm(
+                context.columns,
+                connection,
+                symbol=settings.symbol,
+                interval=settings.interval,
+                days=MAX_WINDOW_DAYS,
+            )
+    except Exception:
+        # Only a cache: the next chart request reads what it needs itself.
+        log.exception("could not warm the chart columns")
+
+
 def run_worker(settings: Settings) -> None:
     """Runs the scheduler and the stream without the HTTP API until SIGTERM or Ctrl-C."""
     import signal
@@ -336,6 +363,9 @@ def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> N
 
     service, _, path = build(settings, scheduler=scheduler)
     app = create_app(service.services, service.runtime)
+    service.after_refresh.append(lambda: warm_series(app, settings))
+    # Warm once at start too, so the first chart request does not pay for the full read.
+    threading.Thread(target=warm_series, args=(app, settings), daemon=True).start()
     config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
     server = uvicorn.Server(config)
     where = f"the token is in {path} (owner-only)" if path else "the token is CANDLECAST_API_TOKEN"

@@ -16,7 +16,9 @@ import numpy as np
 from sqlalchemy import Connection
 
 from candlecast.api.series import PRED_COLUMNS, REAL_COLUMNS, RawColumns, align, read_raw
-from candlecast.store import candle_reads, predictions
+from candlecast.domain import interval_ms
+from candlecast.jobs.common import DAY_MS
+from candlecast.store import candle_reads, predictions, registry
 
 _NAN = float("nan")
 
@@ -136,3 +138,19 @@ class TrailingColumns:
             )
             align(held.raw.times, held.raw.pred, stored)
             held.predicted = predicted
+
+
+def warm(
+    columns: TrailingColumns, connection: Connection, *, symbol: str, interval: str, days: int
+) -> None:
+    """Brings the held columns of the pair's champion up to date, so that the next chart
+    request only slices and encodes."""
+    newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
+    if newest is None:
+        return
+    model_id = registry.champion_id(connection, symbol=symbol, interval=interval)
+    step = interval_ms(interval)
+    columns.window(
+        connection, symbol=symbol, interval=interval, model_id=model_id, newest=newest,
+        start=newest - days * DAY_MS + step, end=newest + step,
+    )  # fmt: skip
