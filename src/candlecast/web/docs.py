@@ -45,9 +45,10 @@ MENU: tuple[Page, ...] = (
 
 
 def default_docs_dir() -> Path | None:
-    """<repo>/docs beside the source tree (a checkout or editable install), else ./docs."""
+    """<repo>/docs beside the source tree (a checkout or editable install), else the copy a
+    wheel carries inside the package, else ./docs."""
     package = Path(candlecast.__file__).resolve().parent
-    candidates = [package.parent.parent / "docs", Path.cwd() / "docs"]
+    candidates = [package.parent.parent / "docs", package / "docs", Path.cwd() / "docs"]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
