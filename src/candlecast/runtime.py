@@ -23,6 +23,8 @@ class Runtime:
     stream_connected: bool = False
     stream_detail: dict[str, Any] = field(default_factory=dict)
     next_runs: list[dict[str, Any]] = field(default_factory=list)
+    # The last exchange failure of a REST job, cleared by the next success; None when fine.
+    exchange_error: str | None = None
     # The in-progress candle from the stream: for display only, never stored.
     live_candle: Candle | None = None
     # Bumped whenever a candle or forecast lands, so pages can poll cheaply (ETag).
@@ -51,6 +53,7 @@ class Runtime:
                 "stream_connected": self.stream_connected,
                 "stream_detail": dict(self.stream_detail),
                 "next_runs": list(self.next_runs),
+                "exchange_error": self.exchange_error,
                 "live_candle": self.live_candle,
                 "version": self.version,
             }

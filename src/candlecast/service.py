@@ -8,13 +8,14 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from candlecast.bootstrap import Services, bootstrap
 from candlecast.config import Settings
-from candlecast.domain import CandlecastError, JobAlreadyRunning, iso_utc
+from candlecast.domain import CandlecastError, ExchangeError, JobAlreadyRunning, iso_utc
 from candlecast.exchange.stream import KlineClosed, KlineStream, KlineUpdate, Reconnected
 from candlecast.jobs import isolated, pipeline, sync
 from candlecast.jobs.common import now_ms
@@ -145,7 +146,7 @@ class Service:
             ticks.prune(connection, older_than=now_ms() - TICK_CLAIMS_KEPT_MS)
 
     def _sync(self, job: Callable[..., sync.SyncReport]) -> None:
-        with self.services.exchange() as client:
+        with self._exchange_watch(), self.services.exchange() as client:
             job(
                 self.services.engine,
                 client,
@@ -154,6 +155,16 @@ class Service:
                 interval=self.interval,
             )
         self.refresh()
+
+    @contextmanager
+    def _exchange_watch(self) -> Iterator[None]:
+        """Records in the runtime whether the exchange answered, for /api/health."""
+        try:
+            yield
+        except ExchangeError as exc:
+            self.runtime.update(exchange_error=str(exc))
+            raise
+        self.runtime.update(exchange_error=None)
 
     def train(self, *, force: bool = False) -> dict[str, Any]:
         """Train in a child process; a newly promoted champion serves from the next request."""
@@ -193,7 +204,11 @@ class Service:
         pair_lock = f"backfill:{self.settings.symbol}:{self.settings.interval}"
         while not self._stop.is_set():
             try:
-                with job_lock(self.services.engine, pair_lock), self.services.exchange() as client:
+                with (
+                    job_lock(self.services.engine, pair_lock),
+                    self._exchange_watch(),
+                    self.services.exchange() as client,
+                ):
                     report = sync.backfill(
                         self.services.engine,
                         client,

@@ -129,7 +129,13 @@ def test_health_is_200_when_fresh_and_503_when_stale(engine: Engine, database_ur
     assert fresh.get("/api/health").status_code == 200, body
     assert body["status"] == "healthy" and body["last_candle_age_seconds"] == pytest.approx(60)
     assert body["stream_connected"] is False and body["database"] is True
-    runtime.update(scheduler_enabled=True, scheduler_running=False)
+    runtime.update(exchange_error="https://x/api/v3/time failed 7 times")
+    unreachable = fresh.get("/api/health")
+    assert unreachable.status_code == 503
+    assert unreachable.json()["problems"] == [
+        "exchange unreachable: https://x/api/v3/time failed 7 times"
+    ]
+    runtime.update(exchange_error=None, scheduler_enabled=True, scheduler_running=False)
     runtime.bump()
     assert fresh.get("/api/health").status_code == 503
     stale = client(engine, database_url, clock=lambda: last + STEP + 3_600_000)

@@ -64,6 +64,8 @@ async def health(context: Context, pair: PairDep) -> Response:
             problems.append(f"newest candle is {age:.0f} s old (limit {stale_after:.0f} s)")
     if snapshot["scheduler_enabled"] and not snapshot["scheduler_running"]:
         problems.append("scheduler enabled but not running")
+    if snapshot["exchange_error"]:
+        problems.append(f"exchange unreachable: {snapshot['exchange_error']}")
     body = {
         "status": "unhealthy" if problems else "healthy",
         "problems": problems,
@@ -76,6 +78,7 @@ async def health(context: Context, pair: PairDep) -> Response:
         "stream_connected": snapshot["stream_connected"],
         "scheduler_enabled": snapshot["scheduler_enabled"],
         "scheduler_running": snapshot["scheduler_running"],
+        "exchange_error": snapshot["exchange_error"],
         "version": snapshot["version"],
     }
     return Response(

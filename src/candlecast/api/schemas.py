@@ -171,6 +171,9 @@ class HealthResponse(BaseModel):
     stream_connected: bool
     scheduler_enabled: bool
     scheduler_running: bool
+    exchange_error: str | None = Field(
+        default=None, description="The scheduler's last exchange failure; null once it answers"
+    )
     version: int
 
 
