@@ -126,6 +126,17 @@ def count_candles(
     return int(connection.execute(query).scalar_one())
 
 
+def time_columns(matrix: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Splits an (open_time, *names) matrix from fetch_matrix into named columns."""
+    if matrix.size == 0:
+        return {"open_time": np.empty(0, dtype=np.int64)} | {
+            name: np.empty(0, dtype=np.float64) for name in names
+        }
+    out = {"open_time": matrix[:, 0].astype(np.int64)}
+    out.update({name: matrix[:, i + 1] for i, name in enumerate(names)})
+    return out
+
+
 def fetch_matrix(connection: Connection, sql: str, params: dict[str, Any]) -> np.ndarray:
     """Runs a numeric query on the raw DB-API cursor and returns a float64 matrix (NULL: NaN).
 
@@ -182,13 +193,7 @@ def read_columns(
             "since": written_since,
         },
     )
-    if matrix.size == 0:
-        return {"open_time": np.empty(0, dtype=np.int64)} | {
-            name: np.empty(0, dtype=np.float64) for name in names
-        }
-    out = {"open_time": matrix[:, 0].astype(np.int64)}
-    out.update({name: matrix[:, i + 1] for i, name in enumerate(names)})
-    return out
+    return time_columns(matrix, names)
 
 
 def last_write(connection: Connection, *, symbol: str, interval: str, start: int) -> int | None:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, and_, func, select
 
-from candlecast.store.candle_reads import fetch_matrix
+from candlecast.store.candle_reads import fetch_matrix, time_columns
 from candlecast.store.tables import PREDICTION_VALUE_COLUMNS, candles, model_predictions
 
 _ALL_COLUMNS = ("model_id", "open_time", "symbol", "interval", *PREDICTION_VALUE_COLUMNS)
@@ -109,13 +109,7 @@ def read_columns(
         "AND open_time BETWEEN %(start)s AND %(end)s ORDER BY open_time",
         {"model_id": model_id, "start": start, "end": end},
     )
-    if matrix.size == 0:
-        return {"open_time": np.empty(0, dtype=np.int64)} | {
-            name: np.empty(0, dtype=np.float64) for name in columns
-        }
-    out = {"open_time": matrix[:, 0].astype(np.int64)}
-    out.update({name: matrix[:, i + 1] for i, name in enumerate(columns)})
-    return out
+    return time_columns(matrix, columns)
 
 
 def unpredicted(
