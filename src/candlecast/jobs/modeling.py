@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from candlecast.domain import CandlecastError, ExchangeError, interval_ms
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
@@ -260,13 +260,20 @@ def ledger_metrics(
     """Prospective metrics of recorded forecasts in [start, end], with the same baselines."""
     with engine.connect() as connection:
         forecasts = ledger.frame(connection, symbol=symbol, interval=interval, start=start, end=end)
-        if forecasts.empty:
-            return {"rows": 0}
-        first = int(forecasts["target_open_time"].min())
-        last = int(forecasts["target_open_time"].max())
-        realized = candle_reads.read_frame(
-            connection, symbol=symbol, interval=interval, start=first, end=last
-        )
+        return score_forecasts(connection, symbol=symbol, interval=interval, forecasts=forecasts)
+
+
+def score_forecasts(
+    connection: Connection, *, symbol: str, interval: str, forecasts: pd.DataFrame
+) -> dict[str, Any]:
+    """Prospective metrics of ledger rows (as ledger.frame reads them) against the candles."""
+    if forecasts.empty:
+        return {"rows": 0}
+    first = int(forecasts["target_open_time"].min())
+    last = int(forecasts["target_open_time"].max())
+    realized = candle_reads.read_frame(
+        connection, symbol=symbol, interval=interval, start=first, end=last
+    )
     # The ledger's own realized copies are dropped: the candles are the single source of truth.
     return prospective_metrics(forecasts.drop(columns=list(ledger.REALIZED)), realized)
 

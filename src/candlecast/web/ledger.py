@@ -20,7 +20,7 @@ from candlecast.api.context import PairDep
 from candlecast.bootstrap import Services
 from candlecast.domain import iso_utc
 from candlecast.jobs.common import DAY_MS
-from candlecast.jobs.modeling import ledger_metrics
+from candlecast.jobs.modeling import score_forecasts
 from candlecast.runtime import Runtime
 from candlecast.store import ledger
 
@@ -58,10 +58,9 @@ def ledger_window(
         end = int(newest["target_open_time"])
         start = end - days * DAY_MS + 1
         frame = ledger.frame(connection, symbol=symbol, interval=interval, start=start, end=end)
+        # One read of the ledger serves both the scores and the points.
+        metrics = score_forecasts(connection, symbol=symbol, interval=interval, forecasts=frame)
     frame = frame.drop_duplicates("target_open_time", keep="first")
-    metrics = ledger_metrics(
-        services.engine, symbol=symbol, interval=interval, start=start, end=end
-    )
     body: dict[str, Any] = {
         "days": days,
         "start": iso_utc(start),
