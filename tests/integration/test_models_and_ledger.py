@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import threading
 from decimal import Decimal
@@ -13,43 +12,25 @@ from sqlalchemy import Engine, update
 from typer.testing import CliRunner
 
 from candlecast.cli import app
-from candlecast.domain import JobAlreadyRunning, parse_iso_utc
+from candlecast.domain import JobAlreadyRunning
 from candlecast.jobs import modeling
-from candlecast.store import candle_reads, candle_rows, ledger, registry, runs
-from candlecast.store import candles as store
+from candlecast.store import candle_reads, ledger, registry, runs
 from candlecast.store.db import write_transaction
 from candlecast.store.locks import job_lock
 from candlecast.store.tables import forecasts
-from tests.shared_data import MAIN_CSV, shared_data_path
+from tests.integration.api_support import load
 
 STEP = 300_000
-FIRST = parse_iso_utc("2025-08-01T00:00:00Z")
-
-
-def _load(engine: Engine, *, days: float, first: int = FIRST) -> int:
-    """Stores `days` days of real candles from `first`; returns the last open_time stored."""
-    last = first + int(days * 86_400_000) - STEP
-    rows: list[candle_rows.CandleRow] = []
-    with shared_data_path(MAIN_CSV).open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            open_time = parse_iso_utc(row["open_time"])
-            if first <= open_time <= last:
-                prices = (row["open"], row["high"], row["low"], row["close"], row["volume"])
-                rows.append((open_time, *prices, open_time + STEP - 1, None, None, None, None))
-    with write_transaction(engine) as connection:
-        store.upsert_candles(connection, symbol="BTCUSDT", interval="5m", rows=rows,
-                             source="file", fetched_at=0)  # fmt: skip
-    return last
 
 
 def _add_next(engine: Engine, after: int, count: int = 1) -> None:
-    _load(engine, days=count * STEP / 86_400_000, first=after + STEP)
+    load(engine, days=count * STEP / 86_400_000, first=after + STEP)
 
 
 def test_first_model_becomes_champion_and_retraining_skips_when_nothing_new(
     engine: Engine,
 ) -> None:
-    _load(engine, days=6)
+    load(engine, days=6)
     first = modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=6)
     assert first.promoted and not first.skipped
     again = modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=6)
@@ -63,7 +44,7 @@ def test_first_model_becomes_champion_and_retraining_skips_when_nothing_new(
 
 
 def test_training_is_reproducible_from_the_stored_artifact(engine: Engine) -> None:
-    _load(engine, days=6)
+    load(engine, days=6)
     outcome = modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=6)
     forced = modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=6, force=True)
     with engine.connect() as connection:
@@ -75,7 +56,7 @@ def test_training_is_reproducible_from_the_stored_artifact(engine: Engine) -> No
 
 
 def test_promotion_rule_keeps_a_better_champion(engine: Engine) -> None:
-    last = _load(engine, days=7)
+    last = load(engine, days=7)
     good = modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=7)
     _add_next(engine, last)
     # A challenger trained on very little history; whatever it scores, the decision and both
@@ -97,7 +78,7 @@ def test_promotion_rule_keeps_a_better_champion(engine: Engine) -> None:
 
 
 def test_ledger_records_once_scores_on_close_and_never_rewrites(engine: Engine) -> None:
-    last = _load(engine, days=6)
+    last = load(engine, days=6)
     modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=6)
     made = modeling.forecast_next(engine, symbol="BTCUSDT", interval="5m")
     assert made is not None and made["target_open_time"] == last + STEP
@@ -136,7 +117,7 @@ def test_ledger_records_once_scores_on_close_and_never_rewrites(engine: Engine) 
 
 
 def test_ledger_refuses_a_second_forecast_for_the_same_model_and_candle(engine: Engine) -> None:
-    _load(engine, days=6)
+    load(engine, days=6)
     modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=6)
     made = modeling.forecast_next(engine, symbol="BTCUSDT", interval="5m")
     assert made is not None
@@ -152,7 +133,7 @@ def test_ledger_refuses_a_second_forecast_for_the_same_model_and_candle(engine: 
 
 
 def test_a_corrupt_artifact_is_never_served(engine: Engine) -> None:
-    _load(engine, days=6)
+    load(engine, days=6)
     outcome = modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=6)
     modeling._bundles.clear()
     from candlecast.store.tables import model_artifacts
@@ -184,7 +165,7 @@ def test_job_lock_refuses_a_second_holder(engine: Engine) -> None:
 
 def test_evaluate_json_follows_the_schema(database_url: str, engine: Engine, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    _load(engine, days=9)
+    load(engine, days=9)
     monkeypatch.setenv("CANDLECAST_DATABASE_URL", database_url)
     report_path = tmp_path / "report.json"
     result = CliRunner().invoke(
@@ -208,7 +189,7 @@ def test_evaluate_json_follows_the_schema(database_url: str, engine: Engine, tmp
 
 def test_forecasts_table_is_append_only_for_predictions(engine: Engine) -> None:
     """Scoring touches realized columns only: predicted ones stay as first written."""
-    last = _load(engine, days=6)
+    last = load(engine, days=6)
     modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=6)
     made = modeling.forecast_next(engine, symbol="BTCUSDT", interval="5m")
     assert made is not None
@@ -225,7 +206,7 @@ def test_candles_filled_after_the_fact_get_their_predictions(engine: Engine) -> 
     from candlecast.store import predictions
     from candlecast.store.tables import candles as candles_table
 
-    last = _load(engine, days=7)
+    last = load(engine, days=7)
     hole = [last - 40 * STEP + i * STEP for i in range(3)]
     with write_transaction(engine) as connection:
         kept = connection.execute(
