@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from candlecast.domain import validate_interval, validate_symbol
@@ -35,6 +38,26 @@ class Settings(BaseSettings):
     api_token: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
 
+    # How long POST /api/train and /api/init/backfill hold the request before answering 202.
+    train_wait_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # The path prefix a reverse proxy strips before forwarding (for example /candlecast).
+    root_path: str = ""
+    # When set, the dashboard's nav links to this Adminer for read-only browsing.
+    adminer_url: str | None = None
+    # `text` (readable) or `json` (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+    # Per-request access log lines; off by default so polling pages do not flood the terminal.
+    access_log: bool = False
+    # Base URL of Binance's public kline dumps (the data.binance.vision layout).
+    dumps_url: str = "https://data.binance.vision"
+    # Locks and generated tokens; default: `<sqlite file>.state/` beside the SQLite database,
+    # or `./candlecast-state/` for PostgreSQL.
+    state_dir: Path | None = None
+    # The read-only database role for browsing (Adminer); used by deploy/ and
+    # `candlecast db create-readonly-role`.
+    readonly_user: str | None = None
+    readonly_password: SecretStr | None = None
+
     @field_validator("symbol")
     @classmethod
     def _symbol_is_wellformed(cls, value: str) -> str:
@@ -45,7 +68,17 @@ class Settings(BaseSettings):
     def _interval_is_known(cls, value: str) -> str:
         return validate_interval(value)
 
-    @field_validator("binance_url", "binance_ws_url")
+    @field_validator("root_path")
+    @classmethod
+    def _root_path_is_a_prefix(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError(
+                f"CANDLECAST_ROOT_PATH must start with '/' (for example /candlecast), got {value!r}"
+            )
+        return value
+
+    @field_validator("binance_url", "binance_ws_url", "dumps_url")
     @classmethod
     def _url_has_no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
