@@ -135,6 +135,15 @@ def test_guide_renders_pages_and_serves_the_diagram(docs: Path, tmp_path: Path) 
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
 
 
+@pytest.mark.parametrize("url", ["/guide", "/guide/", "/guide/index"])
+def test_guide_index_answers_with_and_without_a_trailing_slash(
+    docs: Path, tmp_path: Path, url: str
+) -> None:
+    answer = _client(docs, tmp_path).get(url, follow_redirects=False)
+    assert answer.status_code == 200, url
+    assert "Welcome" in answer.text
+
+
 def test_guide_explains_a_missing_docs_folder(tmp_path: Path) -> None:
     answer = _client(tmp_path / "no-such-folder", tmp_path).get("/guide/model")
     assert answer.status_code == 200

@@ -167,7 +167,8 @@ def _page_router(
 
     @router.get("/guide/{name:path}", response_class=HTMLResponse)
     def guide(request: Request, name: str) -> Response:
-        return guide_page(request, name)
+        # `/guide/` (an empty name) is the index too, as `/guide` is.
+        return guide_page(request, name or "index")
 
     return router
 
