@@ -6,12 +6,10 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from candlecast import jobs
 from candlecast.cli.common import (
     DatabaseOption,
     IntervalOption,
@@ -26,8 +24,9 @@ from candlecast.cli.common import (
     settings_from,
 )
 from candlecast.domain import ConfigError, interval_ms, iso_utc, validate_interval, validate_symbol
-from candlecast.files import write_csv, write_parquet
-from candlecast.store import candle_reads, gaps
+
+if TYPE_CHECKING:
+    from candlecast import jobs
 
 
 def _print_sync(name: str, report: jobs.SyncReport, *, extra: dict[str, Any] | None = None) -> None:
@@ -57,10 +56,12 @@ def _sync_command(
     interval: str | None,
     database_url: str | None,
 ) -> jobs.SyncReport:
+    from candlecast.jobs import DAY_MS
+
     settings = settings_from(database_url=database_url)
     pair_symbol, pair_interval = resolve_pair(symbol, interval, settings)
     window_days = days if days is not None else settings.backfill_days
-    expected = window_days * jobs.DAY_MS // interval_ms(pair_interval)
+    expected = window_days * DAY_MS // interval_ms(pair_interval)
     with open_services(settings) as services, services.exchange() as exchange:
         with progress(f"{name} {pair_symbol} {pair_interval}", expected) as advance:
             return job(
@@ -88,6 +89,8 @@ def backfill(
     database_url: DatabaseOption = None,
 ) -> None:
     """Fill the last N days of closed candles, fetching only what is missing."""
+    from candlecast import jobs
+
     report = _sync_command(
         "backfill",
         jobs.backfill,
@@ -107,6 +110,8 @@ def ingest(
     database_url: DatabaseOption = None,
 ) -> None:
     """Fetch everything since the last stored candle; repair gaps inside the window."""
+    from candlecast import jobs
+
     report = _sync_command(
         "ingest",
         jobs.ingest,
@@ -127,6 +132,8 @@ def reconcile(
     database_url: DatabaseOption = None,
 ) -> None:
     """Re-fetch the window, compare with the store, and repair whatever differs or is missing."""
+    from candlecast import jobs
+
     report = _sync_command(
         "reconcile",
         jobs.reconcile,
@@ -156,6 +163,8 @@ def import_(
     database_url: DatabaseOption = None,
 ) -> None:
     """Load Binance public-data dumps or candle CSVs; each file loads whole or not at all."""
+    from candlecast import jobs
+
     settings = settings_from(database_url=database_url)
     wanted_symbol = validate_symbol(symbol) if symbol else None
     wanted_interval = validate_interval(interval) if interval else None
@@ -191,6 +200,9 @@ def export(
     database_url: DatabaseOption = None,
 ) -> None:
     """Write stored candles in ascending open_time, exactly as the exchange gave them."""
+    from candlecast.files import write_csv, write_parquet
+    from candlecast.store import candle_reads
+
     if fmt not in {"csv", "parquet"}:
         raise ConfigError(f"--format must be csv or parquet, not {fmt!r}")
     if fmt == "parquet" and output == "-":
@@ -223,6 +235,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Show what is stored per symbol and interval: first, last, count and gaps."""
+    from candlecast.store import gaps
+
     settings = settings_from(database_url=database_url)
     with open_services(settings) as services, services.engine.connect() as connection:
         pairs = gaps.summaries(connection)
@@ -244,6 +258,8 @@ def status(
     if not pairs:
         out.print("no candles stored yet; run `candlecast backfill`")
         return
+    from rich.table import Table
+
     table = Table("symbol", "interval", "first (UTC)", "last (UTC)", "count", "gaps", "missing")
     for p in pairs:
         table.add_row(

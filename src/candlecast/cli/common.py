@@ -7,16 +7,11 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import SQLAlchemyError
 
-from candlecast.bootstrap import Services, bootstrap
-from candlecast.config import Settings
 from candlecast.domain import (
     CandlecastError,
     ConfigError,
@@ -25,6 +20,12 @@ from candlecast.domain import (
     validate_symbol,
 )
 
+if TYPE_CHECKING:
+    from candlecast.bootstrap import Services
+    from candlecast.config import Settings
+
+# Only typer and rich load with the app: every command imports what it needs (pydantic,
+# SQLAlchemy, pandas, LightGBM, the web stack) itself, so `--help` and `status` start fast.
 app = typer.Typer(
     help="candlecast: an exact, live copy of Binance klines with honest next-candle forecasts.",
     no_args_is_help=True,
@@ -51,6 +52,10 @@ DatabaseOption = Annotated[
 
 
 def settings_from(**overrides: Any) -> Settings:
+    from pydantic import ValidationError
+
+    from candlecast.config import Settings
+
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
         return Settings(**given)
@@ -71,15 +76,23 @@ def friendly(command: Callable[P, None]) -> Callable[P, None]:
         except CandlecastError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
-        except SQLAlchemyError as exc:
-            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            err.print(f"[bold red]error:[/] database: {detail}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
+        except Exception as exc:
+            if not _is_database_error(exc):
+                raise
+            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            err.print(f"[bold red]error:[/] database: {detail}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    # A command that never loaded SQLAlchemy cannot have raised one of its errors.
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(exc, errors.SQLAlchemyError)
 
 
 @contextmanager
@@ -88,6 +101,14 @@ def progress(description: str, total: int | None) -> Iterator[Callable[[int], No
     if not err.is_terminal:
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -101,6 +122,8 @@ def progress(description: str, total: int | None) -> Iterator[Callable[[int], No
 
 @contextmanager
 def open_services(settings: Settings) -> Iterator[Services]:
+    from candlecast.bootstrap import bootstrap
+
     services = bootstrap(settings)
     try:
         yield services

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from candlecast.cli.common import (
     DatabaseOption,
@@ -23,8 +22,9 @@ from candlecast.cli.common import (
     settings_from,
 )
 from candlecast.domain import ConfigError, iso_utc
-from candlecast.jobs import modeling
-from candlecast.store import registry
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @app.command()
@@ -39,6 +39,9 @@ def train(
     database_url: DatabaseOption = None,
 ) -> None:
     """Train on the most recent days, register the model, and promote it if not worse."""
+    from candlecast.jobs import modeling
+    from candlecast.store import registry
+
     settings = settings_from(database_url=database_url)
     pair_symbol, pair_interval = resolve_pair(symbol, interval, settings)
     with open_services(settings) as services:
@@ -74,6 +77,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def _validation_table(validation: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(
         "target", "MAE", "baseline", "baseline MAE", "skill", "strong baseline", "strong skill",
         title="validation (held-out tail)",
@@ -105,6 +110,8 @@ def _validation_table(validation: dict[str, Any]) -> Table:
 
 
 def _report_table(report: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(
         "target", "MAE", "RMSE", "sMAPE %", "baseline", "baseline MAE", "skill",
         "strong baseline", "strong skill",
@@ -143,6 +150,8 @@ def evaluate(
     database_url: DatabaseOption = None,
 ) -> None:
     """Walk-forward evaluation against the baselines, exactly as `train` fits."""
+    from candlecast.jobs import modeling
+
     settings = settings_from(database_url=database_url)
     pair_symbol, pair_interval = resolve_pair(symbol, interval, settings)
     first = parse_time("--start", start)
@@ -191,6 +200,8 @@ def forecast(
     database_url: DatabaseOption = None,
 ) -> None:
     """Record the champion's forecast for the candle after the last closed one."""
+    from candlecast.jobs import modeling
+
     settings = settings_from(database_url=database_url)
     pair_symbol, pair_interval = resolve_pair(symbol, interval, settings)
     with open_services(settings) as services:

@@ -15,7 +15,6 @@ from candlecast.cli.common import (
     out,
     settings_from,
 )
-from candlecast.store import db
 
 
 @app.command()
@@ -56,6 +55,8 @@ def _service_logging() -> None:
 @friendly
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Apply every pending migration."""
+    from candlecast.store import db
+
     settings = settings_from(database_url=database_url)
     engine = db.create_store_engine(settings.database_url)
     try:
@@ -69,6 +70,8 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
 @friendly
 def db_current(database_url: DatabaseOption = None) -> None:
     """Print the database's migration revision."""
+    from candlecast.store import db
+
     settings = settings_from(database_url=database_url)
     engine = db.create_store_engine(settings.database_url)
     try:

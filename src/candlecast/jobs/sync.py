@@ -11,12 +11,11 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine
 
 from candlecast.domain import Candle, interval_ms, iso_utc
-from candlecast.files import FileKind, describe, read_chunks
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
 from candlecast.store import candle_reads, candle_rows, gaps, ledger
 from candlecast.store import candles as candle_store
@@ -24,6 +23,9 @@ from candlecast.store import gaps as gap_store
 from candlecast.store.candles import WriteResult
 from candlecast.store.db import write_transaction
 from candlecast.store.gaps import Gap
+
+if TYPE_CHECKING:
+    from candlecast.files import FileKind
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,14 @@ def _fetch_ranges(
             if on_progress is not None and page:
                 on_progress(len(page))
         _write_batch(engine, symbol=symbol, interval=interval, batch=pending, report=report)
-        holes = _holes(first, last, received, step)
+        holes = _confirm_holes(
+            engine,
+            source,
+            symbol=symbol,
+            interval=interval,
+            holes=_holes(first, last, received, step),
+            report=report,
+        )
         if holes:
             with write_transaction(engine) as connection:
                 for hole in holes:
@@ -141,6 +150,35 @@ def _fetch_ranges(
                         checked_at=report.server_time,
                     )
             report.unfillable.extend(holes)
+
+
+def _confirm_holes(
+    engine: Engine,
+    source: KlineSource,
+    *,
+    symbol: str,
+    interval: str,
+    holes: list[Gap],
+    report: SyncReport,
+) -> list[Gap]:
+    """Asks once more for each hole: an empty page can be a passing glitch, and a hole recorded
+    as unfillable is skipped by backfill and ingest until the next reconcile."""
+    step = interval_ms(interval)
+    confirmed: list[Gap] = []
+    for hole in holes:
+        found: list[Candle] = []
+        for page in source.closed_kline_pages(
+            symbol,
+            interval,
+            start_ms=hole.first_open_time,
+            end_ms=hole.last_open_time,
+            server_time_ms=report.server_time,
+        ):
+            found.extend(page)
+        _write_batch(engine, symbol=symbol, interval=interval, batch=found, report=report)
+        received = [candle.open_time for candle in found]
+        confirmed.extend(_holes(hole.first_open_time, hole.last_open_time, received, step))
+    return confirmed
 
 
 def _write_batch(
@@ -368,6 +406,9 @@ def import_file(
     on_progress: ProgressCallback | None = None,
 ) -> ImportReport:
     """Loads one dump or CSV file in one transaction: all of it, or nothing."""
+    # Imported here: file parsing needs pandas, which the network sync jobs never load.
+    from candlecast.files import describe, read_chunks
+
     kind: FileKind = describe(path, symbol=symbol, interval=interval, fallback=fallback)
     with recorded_run(engine, name="import", symbol=kind.symbol, interval=kind.interval) as details:
         details["path"] = str(path)

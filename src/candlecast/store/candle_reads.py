@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, Float, cast, func, select
 
 from candlecast.domain import Candle
@@ -20,6 +18,10 @@ from candlecast.store.candle_rows import (
     window_conditions,
 )
 from candlecast.store.tables import candles
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 def iter_rows(
@@ -77,6 +79,10 @@ def read_frame(
     end: int | None = None,
 ) -> pd.DataFrame:
     """Reads candles as float64 columns for modelling (open_time stays int64 ms)."""
+    # Imported here: the sync jobs and the CLI read this module without needing pandas.
+    import numpy as np
+    import pandas as pd
+
     columns = [candles.c.open_time] + [
         cast(candles.c[name], Float).label(name) for name in FRAME_COLUMNS[1:]
     ]
@@ -128,6 +134,8 @@ def count_candles(
 
 def time_columns(matrix: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Splits an (open_time, *names) matrix from fetch_matrix into named columns."""
+    import numpy as np
+
     if matrix.size == 0:
         return {"open_time": np.empty(0, dtype=np.int64)} | {
             name: np.empty(0, dtype=np.float64) for name in names
@@ -143,6 +151,8 @@ def fetch_matrix(connection: Connection, sql: str, params: dict[str, Any]) -> np
     Skips SQLAlchemy's row objects: for the API's 26k-row chart reads they cost more than the
     query. `sql` uses %(name)s placeholders; FLOAT8 is written as the dialect's double type.
     """
+    import numpy as np
+
     raw = connection.connection.dbapi_connection
     if connection.dialect.name == "sqlite":
         sql = re.sub(r"%\((\w+)\)s", r":\1", sql).replace("FLOAT8", "REAL")

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Connection, Float, and_, cast, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from candlecast.store.tables import candles, forecasts
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PREDICTED = ("pred_open", "pred_high", "pred_low", "pred_close", "pred_range")
 REALIZED = ("real_open", "real_high", "real_low", "real_close")
@@ -153,6 +155,9 @@ def frame(
     Columns follow the model bundle's prediction names (open_next, ..., base_*), so the ml
     layer's prospective metrics read them directly; real_* are NaN until scored.
     """
+    # Imported here: scoring during a sync needs no pandas, and a backfill should not load it.
+    import pandas as pd
+
     names = {
         "pred_open": "open_next",
         "pred_high": "high_next",
