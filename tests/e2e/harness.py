@@ -161,3 +161,94 @@ def shoot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+_HOP_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade"}
+)
+
+
+class PrefixProxy:
+    """A reverse proxy on 127.0.0.1 that serves `upstream` under `prefix`, as Traefik or nginx
+    would with a strip-prefix rule: `/prefix/x` is forwarded as `/x`; anything outside the
+    prefix answers 404. Runs aiohttp in a thread of its own. `seen` lists every request path."""
+
+    def __init__(self, upstream: str, prefix: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.prefix = prefix.rstrip("/")
+        self.seen: list[str] = []
+        self.outside: list[str] = []
+        self.port = free_port()
+        self._loop: Any = None
+        self._thread: Any = None
+        self._session: Any = None
+        self._runner: Any = None
+
+    @property
+    def base_url(self) -> str:
+        """The public URL of the prefix, e.g. http://127.0.0.1:PORT/candlecast."""
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
+
+    async def _forward(self, request: Any) -> Any:
+        from aiohttp import web
+
+        path = request.rel_url.path
+        self.seen.append(str(request.rel_url))
+        if path != self.prefix and not path.startswith(self.prefix + "/"):
+            self.outside.append(str(request.rel_url))
+            return web.Response(status=404, text=f"{path} is outside {self.prefix}")
+        inner = path[len(self.prefix) :] or "/"
+        query = request.rel_url.query_string
+        url = self.upstream + inner + (f"?{query}" if query else "")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        headers["X-Forwarded-Prefix"] = self.prefix
+        body = await request.read()
+        async with self._session.request(
+            request.method, url, headers=headers, data=body or None, allow_redirects=False
+        ) as answer:
+            payload = await answer.read()
+            out = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_HEADERS}
+            return web.Response(status=answer.status, body=payload, headers=out)
+
+    def __enter__(self) -> PrefixProxy:
+        import asyncio
+        import threading
+
+        from aiohttp import ClientSession, web
+
+        started = threading.Event()
+
+        async def main() -> None:
+            # Bodies pass through as sent (gzip stays gzip), as a real proxy does.
+            self._session = ClientSession(auto_decompress=False)
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", self._forward)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+            started.set()
+
+        self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(main())
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="prefix-proxy", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise AssertionError("the prefix proxy did not start within 10 s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import asyncio
+
+        async def close() -> None:
+            await self._session.close()
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()

@@ -96,29 +96,36 @@ def _slugify(text: str) -> str:
     return re.sub(r"[\s]+", "-", slug)[:80] or "section"
 
 
-def _rewrite_href(href: str) -> str:
-    """Links between docs pages (`api.md#x`) point at their rendered page (`/guide/api#x`)."""
-    if re.match(r"^[a-z][a-z0-9+.-]*:", href, re.IGNORECASE) or href.startswith(("/", "#")):
+def _rewrite_href(href: str, root: str = "") -> str:
+    """Links between docs pages (`api.md#x`) point at their rendered page (`/guide/api#x`);
+    site links (`/charts`) stay under the path prefix `root` the service is served at."""
+    if re.match(r"^[a-z][a-z0-9+.-]*:", href, re.IGNORECASE) or href.startswith(("//", "#")):
         return href
+    if href.startswith("/"):
+        return root + href
     target, _, anchor = href.partition("#")
     name = target.removeprefix("./").removeprefix("docs/")
     if name.endswith(".md") and _NAME.fullmatch(name):
         slug = name[:-3]
-        return f"/guide/{slug}" + (f"#{anchor}" if anchor else "")
+        return f"{root}/guide/{slug}" + (f"#{anchor}" if anchor else "")
     if _NAME.fullmatch(name):
-        return f"/guide/{name}" + (f"#{anchor}" if anchor else "")
+        return f"{root}/guide/{name}" + (f"#{anchor}" if anchor else "")
     return href
 
 
 class Renderer:
-    """Markdown to HTML with heading anchors, tables and rewritten links; cached by mtime."""
+    """Markdown to HTML with heading anchors, tables and rewritten links; cached by mtime.
+
+    `root` is the path prefix the service is served under ("" or "/prefix"): every link the
+    docs make into the site carries it.
+    """
 
     def __init__(self) -> None:
         self._md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
-        self._cache: dict[Path, tuple[float, dict[str, Any]]] = {}
+        self._cache: dict[tuple[Path, str], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def render_text(self, text: str) -> dict[str, Any]:
+    def render_text(self, text: str, *, root: str = "") -> dict[str, Any]:
         """{"html": str, "title": str | None, "toc": [{"level", "id", "text"}]}."""
         tokens = self._md.parse(text)
         toc: list[dict[str, Any]] = []
@@ -140,32 +147,33 @@ class Renderer:
                 elif level in (2, 3):
                     toc.append({"level": level, "id": anchor, "text": heading})
             if token.type == "inline" and token.children:
-                self._rewrite_links(token.children)
+                self._rewrite_links(token.children, root)
             if token.type == "table_open":
                 token.attrSet("class", "doc-table")
         html = self._md.renderer.render(tokens, self._md.options, {})
         return {"html": html, "title": title, "toc": toc}
 
     @staticmethod
-    def _rewrite_links(children: list[Token]) -> None:
+    def _rewrite_links(children: list[Token], root: str) -> None:
         for child in children:
             if child.type == "link_open":
                 href = str(child.attrGet("href") or "")
-                child.attrSet("href", _rewrite_href(href))
+                child.attrSet("href", _rewrite_href(href, root))
                 if href.startswith(("http://", "https://")):
                     child.attrSet("rel", "noopener")
             elif child.type == "image":
                 src = str(child.attrGet("src") or "")
-                child.attrSet("src", _rewrite_href(src))
+                child.attrSet("src", _rewrite_href(src, root))
 
-    def render_file(self, path: Path) -> dict[str, Any]:
+    def render_file(self, path: Path, *, root: str = "") -> dict[str, Any]:
         """Renders one file, re-reading it only when its modification time changed."""
         mtime = path.stat().st_mtime
+        key = (path, root)
         with self._lock:
-            hit = self._cache.get(path)
+            hit = self._cache.get(key)
         if hit is not None and hit[0] == mtime:
             return hit[1]
-        rendered = self.render_text(path.read_text(encoding="utf-8"))
+        rendered = self.render_text(path.read_text(encoding="utf-8"), root=root)
         with self._lock:
-            self._cache[path] = (mtime, rendered)
+            self._cache[key] = (mtime, rendered)
         return rendered

@@ -97,6 +97,13 @@ class VersionProbe:
         return tag, body
 
 
+def root_of(request: Request, configured: str = "") -> str:
+    """The path prefix this request came under ("" or "/prefix"), for links that must stay
+    under it: the app's root_path (set from CANDLECAST_ROOT_PATH), else the configured one."""
+    root = str(request.scope.get("root_path") or configured)
+    return root.rstrip("/")
+
+
 def _page_router(
     templates: Jinja2Templates, services: Services, docs_dir: Path | None
 ) -> APIRouter:
@@ -108,6 +115,8 @@ def _page_router(
         context = {
             "page": page,
             "nav": NAV,
+            "root": root_of(request, settings.root_path),
+            "adminer_url": settings.adminer_url,
             "symbol": settings.symbol,
             "interval": settings.interval,
             "static_version": assets.static_version(),
@@ -156,7 +165,7 @@ def _page_router(
                               slug=slug, doc=None, missing="page")  # fmt: skip
             response.status_code = 404
             return response
-        doc = renderer.render_file(path)
+        doc = renderer.render_file(path, root=root_of(request, settings.root_path))
         title = doc["title"] or slug
         return render(request, "guide.html", "guide", title=title, menu=items, slug=slug,
                       doc=doc, missing=None)  # fmt: skip

@@ -8,12 +8,17 @@
   const iv = body.dataset.interval || "5m";
   CC.STEP = parseInt(iv, 10) * (INTERVALS[iv.slice(-1)] || 60e3);
   CC.POLL_MS = 2000;
+  // The path prefix the service is served under behind a reverse proxy ("" or "/prefix"):
+  // every request and link a script makes goes below it, never to the host's root.
+  const rootMeta = document.querySelector('meta[name="candlecast-root"]');
+  CC.root = ((rootMeta && rootMeta.content) || "").replace(/\/+$/, "");
+  CC.url = (path) => (path.charAt(0) === "/" ? CC.root + path : path);
 
   // --- API -------------------------------------------------------------------------------
   // Never throws: {ok, status, data, detail}; status 0 means the server was unreachable.
   async function fetchJSON(path) {
     try {
-      const response = await fetch(path, { headers: { Accept: "application/json" } });
+      const response = await fetch(CC.url(path), { headers: { Accept: "application/json" } });
       let data = null;
       try { data = await response.json(); } catch (e) { data = null; }
       const detail = data && typeof data.detail === "string" ? data.detail : null;
@@ -268,7 +273,7 @@
     try {
       // The browser revalidates with If-None-Match itself ("no-cache"): a 304 costs no body,
       // and the page sees the cached answer with the same ETag.
-      const response = await fetch("/api/version", { cache: "no-cache" });
+      const response = await fetch(CC.url("/api/version"), { cache: "no-cache" });
       const tag = response.headers.get("ETag");
       if (response.ok && (tag === null || tag !== etag)) {
         etag = tag;
