@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from candlecast.clock import ExchangeClock
 from candlecast.config import Settings
-from candlecast.exchange.rest import BinanceRest
-from candlecast.store import db
+from candlecast.store import bans, db
+
+if TYPE_CHECKING:
+    from candlecast.exchange.rest import BinanceRest
+    from candlecast.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -17,10 +30,39 @@ class Services:
 
     settings: Settings
     engine: Engine
+    # Measured on every /api/v3/time read by any client built here.
+    clock: ExchangeClock = field(default_factory=ExchangeClock)
+    # This process's Prometheus registry (built by create_app); exchange clients report to it.
+    metrics: Metrics | None = None
 
     def exchange(self) -> BinanceRest:
         """A new REST client for the configured exchange; close it when done."""
-        return BinanceRest.from_settings(self.settings)
+        from candlecast.exchange.rest import BinanceRest
+
+        base_url = self.settings.binance_url
+        with self.engine.connect() as connection:
+            until = bans.banned_until(connection, base_url=base_url, now_ms=_wall_ms())
+        return BinanceRest.from_settings(
+            self.settings,
+            on_server_time=self.clock.observe,
+            banned_until_ms=until,
+            on_ban=self._record_ban,
+            observer=self.metrics,
+        )
+
+    def _record_ban(self, until_ms: int) -> None:
+        """Persists a 418 ban so that other processes, and this one after a restart, obey it."""
+        try:
+            with db.write_transaction(self.engine) as connection:
+                bans.record(
+                    connection,
+                    base_url=self.settings.binance_url,
+                    until_ms=until_ms,
+                    recorded_at=_wall_ms(),
+                )
+        except Exception:
+            # The client still honours the ban in memory; losing the record must not hide it.
+            log.exception("could not record the exchange ban until %d", until_ms)
 
     def exchange_time(self) -> int:
         """The exchange's clock (GET /api/v3/time), epoch ms."""

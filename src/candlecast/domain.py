@@ -107,6 +107,14 @@ class ExchangeBlocked(ExchangeError):
     """HTTP 403: a WAF block."""
 
 
+class NotFound(CandlecastError):
+    """Something asked for does not exist (a job run, a model)."""
+
+
+class PairNotTracked(NotFound):
+    """A symbol and interval this service does not follow: not found, never an outage."""
+
+
 class JobAlreadyRunning(CandlecastError):
     """The job asked for is already running (here or in another replica)."""
 

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from candlecast.domain import Candle
+from candlecast.clock import ExchangeClock
+from candlecast.domain import Candle, iso_utc
+
+# live: the stream delivers candles; degraded: REST only (the stream is down or off);
+# offline: the exchange cannot be reached at all; starting: nothing heard yet;
+# passive: this process runs no scheduler or stream (an API-only replica).
+ConnectionState = Literal["live", "degraded", "offline", "starting", "passive"]
 
 
 @dataclass
@@ -25,6 +31,14 @@ class Runtime:
     next_runs: list[dict[str, Any]] = field(default_factory=list)
     # The last exchange failure of a REST job, cleared by the next success; None when fine.
     exchange_error: str | None = None
+    # What the user can do about exchange_error (network, base URL, 451 alternative).
+    exchange_hint: str | None = None
+    # When the next attempt to reach the exchange is due (epoch ms, host clock); None if unknown.
+    next_retry_ms: int | None = None
+    # Whether any REST call has succeeded since start.
+    exchange_reached: bool = False
+    # The exchange's clock (host clock + measured offset); shared with Services.
+    clock: ExchangeClock = field(default_factory=ExchangeClock)
     # The in-progress candle from the stream: for display only, never stored.
     live_candle: Candle | None = None
     # Bumped whenever a candle or forecast lands, so pages can poll cheaply (ETag).
@@ -42,6 +56,38 @@ class Runtime:
         with self._lock:
             self.version += 1
             return self.version
+
+    def exchange_now_ms(self) -> int:
+        """The exchange's time now: every age and staleness decision uses this clock."""
+        return self.clock.now_ms()
+
+    def connection(self) -> dict[str, Any]:
+        """How this process reaches the exchange now, with what to do when it cannot."""
+        with self._lock:
+            state, reason = self._connection_state()
+            hint = self.exchange_hint if state in ("offline", "degraded") else None
+            retry = self.next_retry_ms if state != "live" else None
+        return {
+            "state": state,
+            "reason": reason,
+            "hint": hint,
+            "next_retry_at": iso_utc(retry) if retry is not None else None,
+        }
+
+    def _connection_state(self) -> tuple[ConnectionState, str | None]:
+        if not self.scheduler_enabled:
+            return "passive", "this process runs no scheduler or stream"
+        if self.stream_connected:
+            if self.exchange_error:
+                return "degraded", f"stream live, REST failing: {self.exchange_error}"
+            return "live", None
+        if self.exchange_error:
+            return "offline", self.exchange_error
+        if not self.exchange_reached:
+            return "starting", "waiting for the exchange's first answer"
+        if not self.stream_enabled:
+            return "degraded", "real-time stream off (CANDLECAST_STREAM=false); REST ingest only"
+        return "degraded", "stream disconnected; REST ingest fills in until it reconnects"
 
     def snapshot(self) -> dict[str, Any]:
         """A consistent copy for the API."""

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Query, Request
 
+from candlecast.api.background import BackgroundJobs
 from candlecast.api.series_cache import TrailingColumns
 from candlecast.api.shaping import MAX_WINDOW_DAYS
 from candlecast.bootstrap import Services
@@ -86,7 +87,9 @@ class ApiContext:
     services: Services
     runtime: Runtime
     trainer: Trainer
+    # The exchange's clock by default (see create_app): ages never depend on the host's clock.
     clock: Callable[[], int] = wall_clock_ms
+    background: BackgroundJobs = field(init=False)
     series_cache: ResponseCache = field(default_factory=lambda: ResponseCache(size=16))
     # The trailing window of columns behind /api/series, updated incrementally.
     columns: TrailingColumns = field(
@@ -94,6 +97,14 @@ class ApiContext:
     )
     # Live-ish answers (forecast, health) are re-read at most once a second per key.
     fast_cache: ResponseCache = field(default_factory=lambda: ResponseCache(size=64, ttl=1.0))
+
+    def __post_init__(self) -> None:
+        self.background = BackgroundJobs(self.services.engine)
+
+    def is_tracked(self, pair: Pair) -> bool:
+        """Whether this service follows the pair (today: the configured one)."""
+        settings = self.services.settings
+        return (pair.symbol, pair.interval) == (settings.symbol, settings.interval)
 
 
 async def get_context(request: Request) -> ApiContext:

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 
 from candlecast.api.context import BadParameter
@@ -20,6 +21,7 @@ from candlecast.domain import (
     ExchangeRejected,
     IPBanned,
     JobAlreadyRunning,
+    NotFound,
     RateLimited,
     StoreError,
 )
@@ -29,6 +31,20 @@ log = logging.getLogger(__name__)
 
 # Binance's "Invalid symbol." error code.
 _INVALID_SYMBOL = -1121
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    detail: str
+
+
+# Declared on every route, so OpenAPI shows the body errors really have (FastAPI's default
+# 422 schema is a list of objects; ours is one sentence naming the parameter).
+DECLARED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "A bad parameter; the message names it"},
+    "default": {"model": ErrorResponse, "description": "Any other error"},
+}
 
 
 def _json(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -101,6 +117,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(JobAlreadyRunning, _conflict)
     app.add_exception_handler(NoModel, _not_found)
     app.add_exception_handler(NoData, _not_found)
+    app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(StoreError, _store)
     app.add_exception_handler(OperationalError, _store)
     app.add_exception_handler(ExchangeError, _exchange)

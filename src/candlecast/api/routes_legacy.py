@@ -3,14 +3,28 @@ metrics and the prospective futures. (/api/series lives in routes_series.)"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from candlecast import jobs
 from candlecast.api.auth import Authorized
-from candlecast.api.context import BadParameter, Context, PairDep, parse_time, resolve_pair
+from candlecast.api.background import wait_for
+from candlecast.api.context import (
+    ApiContext,
+    BadParameter,
+    Context,
+    Pair,
+    PairDep,
+    parse_time,
+    resolve_pair,
+)
 from candlecast.api.schemas import (
+    AcceptedResponse,
     BackfillBody,
     BackfillResponse,
     FuturesPoint,
@@ -64,18 +78,68 @@ def ingest(context: Context, pair: PairDep) -> IngestResponse:
     )
 
 
-@router.post("/train", response_model=TrainResponse, dependencies=Authorized)
-def train(
-    context: Context, pair: PairDep, days: DaysQuery = None, body: TrainBody | None = None
-) -> TrainResponse:
-    """Trains on the last `days` days in a child process; 409 while a training runs."""
+def _accepted(job_id: int) -> JSONResponse:
+    return JSONResponse(
+        AcceptedResponse(job_id=job_id).model_dump(),
+        status_code=202,
+        headers={"Location": f"/api/jobs/{job_id}"},
+    )
+
+
+async def _answer_or_accept(
+    context: ApiContext, *, name: str, pair: Pair, wait: bool, work: Callable[[], BaseModel]
+) -> BaseModel | JSONResponse:
+    """Runs `work` as a recorded job; answers its result if it ends within
+    CANDLECAST_TRAIN_WAIT_SECONDS (and `wait`), otherwise 202 with the job to follow."""
+    job_id, future = await run_in_threadpool(
+        context.background.submit,
+        name=name,
+        symbol=pair.symbol,
+        interval=pair.interval,
+        work=work,
+    )
+    seconds = context.services.settings.train_wait_seconds if wait else 0.0
+    result = await wait_for(future, seconds)
+    return _accepted(job_id) if result is None else result
+
+
+WaitQuery = Annotated[
+    bool,
+    Query(description="Wait up to CANDLECAST_TRAIN_WAIT_SECONDS for the result; else 202"),
+]
+ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": AcceptedResponse, "description": "Still running: follow Location"}
+}
+
+
+@router.post("/train", response_model=TrainResponse, responses=ACCEPTED, dependencies=Authorized)
+async def train(
+    context: Context,
+    pair: PairDep,
+    days: DaysQuery = None,
+    wait: WaitQuery = True,
+    body: TrainBody | None = None,
+) -> Any:
+    """Trains on the last `days` days in a child process; 409 while a training runs. Answers
+    the result, or 202 with the job's id when it takes longer than the wait (or `wait=false`)."""
     services = context.services
     chosen = days or (body.days if body else None) or min(services.settings.train_days, 90)
     # Fail fast with 409 instead of paying for a child process that would only find the lock.
-    with job_lock(services.engine, f"train:{pair.symbol}:{pair.interval}"):
+    await run_in_threadpool(_check_unlocked, context, f"train:{pair.symbol}:{pair.interval}")
+    return await _answer_or_accept(
+        context, name="api-train", pair=pair, wait=wait, work=lambda: _train(context, pair, chosen)
+    )
+
+
+def _check_unlocked(context: ApiContext, name: str) -> None:
+    with job_lock(context.services.engine, name):
         pass
+
+
+def _train(context: ApiContext, pair: Pair, days: int) -> TrainResponse:
+    services = context.services
     details = context.trainer(
-        services.settings, symbol=pair.symbol, interval=pair.interval, days=chosen
+        services.settings, symbol=pair.symbol, interval=pair.interval, days=days
     )
     model_id = details.get("model_id")
     metrics: dict[str, Any] = {}
@@ -90,6 +154,7 @@ def train(
             interval=pair.interval,
             exchange_clock=services.exchange_time,
         )
+        context.runtime.bump()
     return TrainResponse(
         samples=int(metrics.get("samples") or 0),
         mae=metrics.get("mae"),
@@ -99,13 +164,15 @@ def train(
         promoted=bool(details.get("promoted")),
         skipped=bool(details.get("skipped")),
         reason=details.get("reason") or details.get("decision"),
-        days=chosen,
+        days=days,
         baselines=baselines_of(metrics),
     )
 
 
-@router.post("/init/backfill", response_model=BackfillResponse, dependencies=Authorized)
-def init_backfill(
+@router.post(
+    "/init/backfill", response_model=BackfillResponse, responses=ACCEPTED, dependencies=Authorized
+)
+async def init_backfill(
     context: Context,
     days: DaysQuery = None,
     symbol: Annotated[str | None, Query(description="Default: the configured symbol")] = None,
@@ -114,19 +181,31 @@ def init_backfill(
         int | None,
         Query(ge=1, le=1000, description="Accepted for compatibility; pages are always 1000"),
     ] = None,
+    wait: WaitQuery = True,
     body: BackfillBody | None = None,
-) -> BackfillResponse:
-    """Fills the last `days` days of closed candles, fetching only what is missing."""
-    services = context.services
+) -> Any:
+    """Fills the last `days` days of closed candles, fetching only what is missing. Answers
+    the result, or 202 with the job's id when it takes longer than the wait (or `wait=false`)."""
     if body is not None:
         symbol = symbol or body.symbol
         interval = interval or body.interval
         days = days or body.days
     pair = resolve_pair(context, symbol, interval)
-    chosen = days or min(services.settings.backfill_days, MAX_WINDOW_DAYS)
+    chosen = days or min(context.services.settings.backfill_days, MAX_WINDOW_DAYS)
+    return await _answer_or_accept(
+        context,
+        name="api-backfill",
+        pair=pair,
+        wait=wait,
+        work=lambda: _backfill(context, pair, chosen),
+    )
+
+
+def _backfill(context: ApiContext, pair: Pair, days: int) -> BackfillResponse:
+    services = context.services
     with services.exchange() as client:
         report = jobs.backfill(
-            services.engine, client, symbol=pair.symbol, interval=pair.interval, days=chosen
+            services.engine, client, symbol=pair.symbol, interval=pair.interval, days=days
         )
     pipeline.refresh_after_candles(
         services.engine,
@@ -134,11 +213,12 @@ def init_backfill(
         interval=pair.interval,
         exchange_clock=services.exchange_time,
     )
+    context.runtime.bump()
     return BackfillResponse(
         fetched=report.fetched,
         inserted=report.written.inserted,
         calls=report.calls,
-        days=chosen,
+        days=days,
         repaired=report.written.repaired,
         symbol=pair.symbol,
         interval=pair.interval,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from candlecast.api.context import ApiContext, Context, Pair, PairDep
-from candlecast.api.schemas import HealthResponse, JobsResponse
+from candlecast.api.errors import ErrorResponse
+from candlecast.api.schemas import HealthResponse, JobOut, JobsResponse
 from candlecast.api.shaping import clean, iso
-from candlecast.domain import interval_ms
+from candlecast.domain import NotFound, PairNotTracked, interval_ms
 from candlecast.store import candle_reads, registry, runs
 
 router = APIRouter(prefix="/api", tags=["ops"])
@@ -39,10 +40,16 @@ def _probe(context: ApiContext, pair: Pair) -> dict[str, Any]:
 @router.get(
     "/health",
     response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "Unhealthy (same body)"}},
+    responses={
+        503: {"model": HealthResponse, "description": "Unhealthy (same body)"},
+        404: {"model": ErrorResponse, "description": "A pair this service does not follow"},
+    },
 )
 async def health(context: Context, pair: PairDep) -> Response:
-    """200 when healthy, 503 otherwise; `problems` says why. See docs/api.md for the rule."""
+    """200 when healthy, 503 otherwise; `problems` says why; 404 for a pair this service does
+    not follow (not an outage). Ages are measured on the exchange's clock."""
+    if not context.is_tracked(pair):
+        raise PairNotTracked(f"{pair.symbol} {pair.interval} is not followed by this service")
     snapshot = context.runtime.snapshot()
     key = ("health", pair, snapshot["version"])
     probe = context.fast_cache.get(key)
@@ -79,6 +86,9 @@ async def health(context: Context, pair: PairDep) -> Response:
         "scheduler_enabled": snapshot["scheduler_enabled"],
         "scheduler_running": snapshot["scheduler_running"],
         "exchange_error": snapshot["exchange_error"],
+        "connection": context.runtime.connection(),
+        "exchange_time": iso(context.clock()),
+        "exchange_clock_offset_ms": context.runtime.clock.offset_ms,
         "version": snapshot["version"],
     }
     return Response(
@@ -87,6 +97,33 @@ async def health(context: Context, pair: PairDep) -> Response:
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _job_out(r: runs.JobRun) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "symbol": r.symbol,
+        "interval": r.interval,
+        "status": r.status,
+        "started_at": iso(r.started_at),
+        "finished_at": iso(r.finished_at),
+        "duration_seconds": None
+        if r.finished_at is None
+        else (r.finished_at - r.started_at) / 1000,
+        "details": clean(r.details),
+        "host": r.host,
+    }
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses={404: {"model": ErrorResponse}})
+def job(context: Context, job_id: Annotated[int, Path(ge=1, le=2**62)]) -> JobOut:
+    """One job run: `running`, then `ok` with `details.result`, or `failed` with the error."""
+    with context.services.engine.connect() as connection:
+        found = runs.get_run(connection, run_id=job_id)
+    if found is None:
+        raise NotFound(f"no job run {job_id}")
+    return JobOut.model_validate(_job_out(found))
 
 
 @router.get("/jobs", response_model=JobsResponse)
@@ -105,23 +142,7 @@ def jobs(
     snapshot = context.runtime.snapshot()
     return JobsResponse.model_validate(
         {
-            "runs": [
-                {
-                    "id": r.id,
-                    "name": r.name,
-                    "symbol": r.symbol,
-                    "interval": r.interval,
-                    "status": r.status,
-                    "started_at": iso(r.started_at),
-                    "finished_at": iso(r.finished_at),
-                    "duration_seconds": None
-                    if r.finished_at is None
-                    else (r.finished_at - r.started_at) / 1000,
-                    "details": clean(r.details),
-                    "host": r.host,
-                }
-                for r in mine[:limit]
-            ],
+            "runs": [_job_out(r) for r in mine[:limit]],
             "next_runs": clean(snapshot["next_runs"]),
             "scheduler_enabled": snapshot["scheduler_enabled"],
             "scheduler_running": snapshot["scheduler_running"],

@@ -43,6 +43,13 @@ class TrainResponse(BaseModel):
     baselines: dict[str, Any] = Field(description="Per target: baseline name, its MAE, skill")
 
 
+class AcceptedResponse(BaseModel):
+    """202 from a long POST: the job goes on; follow it at `Location: /api/jobs/{job_id}`."""
+
+    status: Literal["accepted"] = "accepted"
+    job_id: int
+
+
 class BackfillBody(BaseModel):
     """Optional JSON body of POST /api/init/backfill (query parameters win)."""
 
@@ -157,6 +164,15 @@ class FuturesUpdateResponse(BaseModel):
     materialized: int
 
 
+class ConnectionOut(BaseModel):
+    """How this process reaches the exchange, and what to do when it cannot."""
+
+    state: Literal["live", "degraded", "offline", "starting", "passive"]
+    reason: str | None
+    hint: str | None
+    next_retry_at: str | None
+
+
 class HealthResponse(BaseModel):
     """GET /api/health; 200 when healthy, else 503 with the same body."""
 
@@ -173,6 +189,11 @@ class HealthResponse(BaseModel):
     scheduler_running: bool
     exchange_error: str | None = Field(
         default=None, description="The scheduler's last exchange failure; null once it answers"
+    )
+    connection: ConnectionOut
+    exchange_time: str = Field(description="The exchange's clock now (host clock + offset)")
+    exchange_clock_offset_ms: int | None = Field(
+        description="Exchange minus host clock, ms; null until the exchange has answered"
     )
     version: int
 

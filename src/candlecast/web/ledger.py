@@ -46,6 +46,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _number(value: Any) -> float | None:
+    """A ledger value as a float, or None when it is missing."""
+    return None if value is None else float(value)
+
+
 def ledger_window(
     services: Services, *, symbol: str, interval: str, days: int, with_points: bool
 ) -> dict[str, Any]:
@@ -75,7 +80,9 @@ def ledger_window(
             "model_id": [int(m) for m in frame["model_id"].tolist()],
         }
         for name in _POINT_COLUMNS:
-            points[name] = [float(v) for v in frame[_SOURCES[name]].tolist()]
+            # Unscored forecasts have no real_close yet; a window of only those is an object
+            # column of None, which must come out as nulls, not fail.
+            points[name] = [_number(v) for v in frame[_SOURCES[name]].tolist()]
         body["points"] = points
     return _clean(body)  # type: ignore[no-any-return]
 
