@@ -70,6 +70,8 @@ class Service:
         self._stream_loop: asyncio.AbstractEventLoop | None = None
         # Called after every refresh, e.g. to bring the API's in-memory chart columns up to date.
         self.after_refresh: list[Callable[[], None]] = []
+        # KlineStream keyword overrides (timeouts, backoff): tests shorten them to seconds.
+        self.stream_options: dict[str, Any] = {}
 
     @property
     def symbol(self) -> str:
@@ -253,7 +255,7 @@ class Service:
             loop.close()
 
     async def _consume_stream(self) -> None:
-        stream = KlineStream.from_settings(self.settings)
+        stream = KlineStream.from_settings(self.settings, **self.stream_options)
         self._stream = stream
         with self.services.engine.connect() as connection:
             stream.resume_after(

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # When one request number matches several rules the most drastic wins, in this order.
-_PRECEDENCE = ("drop", "ban_418", "restricted_451", "blocked_403", "limit_429", "error_5xx",
-               "malformed", "slow")  # fmt: skip
+_PRECEDENCE = (
+    "drop",
+    "ban_418",
+    "restricted_451",
+    "blocked_403",
+    "limit_429",
+    "error_5xx",
+    "malformed",
+    "empty",
+    "slow",
+)
 
 
 @dataclass
@@ -27,10 +37,24 @@ class FaultConfig:
     slow_seconds: float = 0.5
     every_451: int = 0
     every_403: int = 0
+    # A 200 with an empty klines array, as if the exchange had no candles in the range.
+    every_empty: int = 0
+    # Like Binance, keep answering 418 to every request until the ban (Retry-After) ends.
+    ban_persists: bool = False
     # Close each kline WebSocket abruptly after this many messages (0 = never).
     ws_drop_every_messages: int = 0
+    # Send every closed-candle message twice.
+    ws_duplicate_closes: bool = False
+    # Hold each closed-candle message back and send it after the next one (out of order).
+    ws_reorder_closes: bool = False
+    # After this many messages, go silent: no messages, no pings, no pongs (0 = never).
+    ws_stall_after_messages: int = 0
+    # How many sockets stall (each new socket after that behaves).
+    ws_stalls: int = 1
     # Only requests to this path are counted and faulted, e.g. "/api/v3/klines".
     only_path: str | None = None
+    # Stop injecting REST faults after this many (0 = no limit), e.g. one empty page only.
+    max_faults: int = 0
 
 
 @dataclass
@@ -39,6 +63,12 @@ class FaultCounters:
 
     requests: int = 0
     injected: dict[str, int] = field(default_factory=dict)
+    # Requests that arrived while a persistent ban was on (a polite client sends none).
+    during_ban: int = 0
+    banned_until: float = 0.0
+    ws_stalls_done: int = 0
+    # (monotonic seconds, path) of every counted request, to measure weight per window.
+    log: list[tuple[float, str]] = field(default_factory=list)
 
 
 class Faults:
@@ -76,7 +106,31 @@ class Faults:
     def counters(self) -> dict[str, Any]:
         """Requests seen and faults injected so far."""
         with self._lock:
-            return {"requests": self._counters.requests, **dict(self._counters.injected)}
+            c = self._counters
+            during = {"during_ban": c.during_ban} if c.during_ban else {}
+            return {"requests": c.requests, **during, **dict(c.injected)}
+
+    def request_log(self) -> list[tuple[float, str]]:
+        """(monotonic time, path) of each counted request since the last configure/reset."""
+        with self._lock:
+            return list(self._counters.log)
+
+    def take_ws_stall(self, messages_sent: int) -> bool:
+        """True when this socket should now go silent (counts one stall)."""
+        with self._lock:
+            cfg, c = self._config, self._counters
+            if not cfg.ws_stall_after_messages or messages_sent < cfg.ws_stall_after_messages:
+                return False
+            if c.ws_stalls_done >= cfg.ws_stalls:
+                return False
+            c.ws_stalls_done += 1
+            c.injected["ws_stall"] = c.injected.get("ws_stall", 0) + 1
+            return True
+
+    def count_ws(self, name: str) -> None:
+        """Counts one injected stream fault."""
+        with self._lock:
+            self._counters.injected[name] = self._counters.injected.get(name, 0) + 1
 
     def next_fault(self, path: str) -> str | None:
         """Counts one API request and returns the fault to inject, if any."""
@@ -86,6 +140,11 @@ class Faults:
                 return None
             self._counters.requests += 1
             n = self._counters.requests
+            now = time.monotonic()
+            self._counters.log.append((now, path))
+            if cfg.ban_persists and now < self._counters.banned_until:
+                self._counters.during_ban += 1
+                return "ban_418"
             every = {
                 "drop": cfg.every_drop,
                 "ban_418": cfg.every_418,
@@ -94,10 +153,15 @@ class Faults:
                 "limit_429": cfg.every_429,
                 "error_5xx": cfg.every_5xx,
                 "malformed": cfg.every_malformed,
+                "empty": cfg.every_empty if path == "/api/v3/klines" else 0,
                 "slow": cfg.every_slow,
             }
+            if cfg.max_faults and sum(self._counters.injected.values()) >= cfg.max_faults:
+                return None
             for name in _PRECEDENCE:
                 if every[name] > 0 and n % every[name] == 0:
                     self._counters.injected[name] = self._counters.injected.get(name, 0) + 1
+                    if name == "ban_418" and cfg.ban_persists:
+                        self._counters.banned_until = now + float(cfg.retry_after_418)
                     return name
             return None

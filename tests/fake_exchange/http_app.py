@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from candlecast.domain import iso_utc, parse_iso_utc
+from tests.fake_exchange.dumps import add_dump_routes
 from tests.fake_exchange.market import kline_array, partial_row
 from tests.fake_exchange.state import FakeState
 from tests.fake_exchange.ws import announce_shutdown, drop_sockets, kline_socket
@@ -63,6 +64,8 @@ async def _inject(fault: str, state: FakeState, request: web.Request) -> web.Str
         return web.Response(
             status=200, text='[[1751155200000,"107296.7', content_type="application/json"
         )
+    if fault == "empty":
+        return web.json_response([])
     if fault == "slow":
         await asyncio.sleep(cfg.slow_seconds)
     return None
@@ -250,5 +253,6 @@ def build_app(state: FakeState) -> web.Application:
     app.router.add_post("/_fake/ws/{action}", _control_ws)
     app.router.add_get("/_fake/stats", _control_stats)
     app.router.add_post("/_fake/reset", _control_reset)
+    add_dump_routes(app, state)
     app.on_shutdown.append(_on_shutdown)
     return app

@@ -55,13 +55,47 @@ def _pending_closes(market: Market, next_close: int, now: int) -> range:
     return range(max(next_close, end - MAX_CATCH_UP_CLOSES), end)
 
 
+def _with_faults(state: FakeState, messages: list[tuple[str, bool]], held: list[str]) -> list[str]:
+    """Applies the duplicate and reorder faults to (text, closed) messages; `held` carries over."""
+    cfg = state.faults.config
+    out: list[str] = []
+    for text, closed in messages:
+        if not closed:
+            out.append(text)
+            continue
+        if cfg.ws_reorder_closes and not held:
+            held.append(text)  # sent after the next close, so that one arrives first
+            state.faults.count_ws("ws_reorder")
+            continue
+        out.append(text)
+        if cfg.ws_duplicate_closes:
+            out.append(text)
+            state.faults.count_ws("ws_duplicate")
+        out.extend(held)
+        held.clear()
+    return out
+
+
+async def _stall(request: web.Request, reader: asyncio.Task[None], limit_s: float = 300.0) -> None:
+    """Goes silent like a hung server: reads nothing (so no pongs) until the client leaves."""
+    reader.cancel()
+    deadline = asyncio.get_running_loop().time() + limit_s
+    transport = request.transport
+    while transport is not None and not transport.is_closing():
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+
+
 async def kline_socket(request: web.Request, state: FakeState) -> web.StreamResponse:
     """Serves /ws/<symbol>@kline_<interval> for the loaded market."""
     market = state.market
     expected = f"{market.symbol.lower()}@kline_{market.interval}"
     if request.match_info["stream"] != expected:
         return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
-    ws = web.WebSocketResponse(heartbeat=state.ws_heartbeat_s)
+    stalls = state.faults.config.ws_stall_after_messages > 0
+    # A server about to stall must not ping either; aiohttp pings on its own otherwise.
+    ws = web.WebSocketResponse(heartbeat=None if stalls else state.ws_heartbeat_s)
     await ws.prepare(request)
     sock = _Socket(ws, request.transport)
     state.sockets.add(sock)
@@ -73,24 +107,30 @@ async def kline_socket(request: web.Request, state: FakeState) -> web.StreamResp
     if next_close > 0 and market.rows[next_close - 1].close_time >= now:
         next_close -= 1
     sent = 0
+    held: list[str] = []
     try:
         while not ws.closed and not reader.done():
             now = state.clock.now_ms()
-            messages: list[str] = []
+            messages: list[tuple[str, bool]] = []
             closes = _pending_closes(market, next_close, now)
             for i in closes:
-                messages.append(kline_message(market, market.rows[i], event_ms=now, closed=True))
+                row = market.rows[i]
+                messages.append((kline_message(market, row, event_ms=now, closed=True), True))
             next_close = max(next_close, closes.stop)
             current = market.visible_end(now) - 1
             if current >= 0 and market.rows[current].close_time >= now:
                 row = partial_row(market.rows[current], now)
-                messages.append(kline_message(market, row, event_ms=now, closed=False))
+                messages.append((kline_message(market, row, event_ms=now, closed=False), False))
             drop_every = state.faults.config.ws_drop_every_messages
-            for text in messages:
+            for text in _with_faults(state, messages, held):
                 await ws.send_str(text)
                 sent += 1
                 state.stats.ws_messages += 1
                 if drop_every and sent % drop_every == 0:
+                    sock.abort()
+                    return ws
+                if state.faults.take_ws_stall(sent):
+                    await _stall(request, reader)
                     sock.abort()
                     return ws
             await asyncio.sleep(state.ws_update_ms / 1000)

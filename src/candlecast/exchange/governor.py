@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from candlecast.domain import IPBanned
+
 
 class WeightGovernor:
     """Keeps request weight under a per-minute budget, using X-MBX-USED-WEIGHT-1M."""
@@ -24,11 +26,15 @@ class WeightGovernor:
         self._window = -1
         self._used = 0
         self._paused_until = 0.0
+        self._banned_until = 0.0
         self.slept = 0.0
 
     def acquire(self, weight: int) -> None:
-        """Blocks until `weight` fits the current minute and any 429 pause is over."""
+        """Blocks until `weight` fits the current minute and any 429 pause is over; raises
+        IPBanned while a 418 ban lasts, since any request then only lengthens the ban."""
         with self._lock:
+            if self._wall() < self._banned_until:
+                raise IPBanned(int(self._banned_until * 1000))
             wait = max(0.0, self._paused_until - self._wall())
             now = self._wall() + wait
             if self._window != int(now // 60):
@@ -55,6 +61,11 @@ class WeightGovernor:
         """Makes every caller wait `seconds` (after a 429) before its next request."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._wall() + seconds)
+
+    def ban(self, until_seconds: float) -> None:
+        """Refuses every request until `until_seconds` (wall-clock epoch seconds)."""
+        with self._lock:
+            self._banned_until = max(self._banned_until, until_seconds)
 
 
 class _Slot:

@@ -128,6 +128,8 @@ class BinanceRest:
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
+        banned_until_ms: int | None = None,
+        on_ban: Callable[[int], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._max_retries = max_retries
@@ -142,6 +144,10 @@ class BinanceRest:
         self.governor = WeightGovernor(
             budget_per_minute=weight_budget_per_minute, sleep=sleep, wall_clock=wall_clock
         )
+        # A 418 ban outlives this client: on_ban persists it, banned_until_ms restores it.
+        self._on_ban = on_ban
+        if banned_until_ms is not None:
+            self.governor.ban(banned_until_ms / 1000)
         self._gate = ConcurrencyGate()
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -333,8 +339,11 @@ class BinanceRest:
             self.governor.pause(delay)
             raise _RetryableError(f"HTTP 429, Retry-After {delay:g} s", delay=delay)
         if status == 418:
-            seconds = _retry_after(response, 120.0)
-            raise IPBanned(int((self._wall() + seconds) * 1000))
+            until_ms = int((self._wall() + _retry_after(response, 120.0)) * 1000)
+            self.governor.ban(until_ms / 1000)
+            if self._on_ban is not None:
+                self._on_ban(until_ms)
+            raise IPBanned(until_ms)
         if status == 451:
             raise RestrictedLocation(
                 f"{self.base_url} refuses service from this location (HTTP 451: restricted "

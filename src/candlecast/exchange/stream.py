@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -21,6 +22,7 @@ from candlecast.domain import Candle, validate_interval, validate_symbol
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE_SECONDS = 23.5 * 3600
+_RECENT_CLOSES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,10 @@ class KlineStream:
         self._state = StreamState(url=self.url)
         self._ws: ClientConnection | None = None
         self._closing = False
+        # Closed candles already yielded (recent ones) and the point resumed after: an older
+        # close that arrives late (out of order) is still new, a repeated one is not.
+        self._floor: int | None = None
+        self._yielded: deque[int] = deque(maxlen=_RECENT_CLOSES)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> KlineStream:
@@ -148,6 +154,7 @@ class KlineStream:
     def resume_after(self, open_time: int | None) -> None:
         """Skips closed candles at or before open_time (e.g. the newest one already stored)."""
         self._state = replace(self._state, last_closed_open_time=open_time)
+        self._floor = open_time
 
     async def close(self) -> None:
         """Stops the iterator at its next step and closes the connection."""
@@ -254,11 +261,15 @@ class KlineStream:
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             log.warning("kline stream %s: unreadable kline %.200r (%s)", self.url, payload, exc)
             return None
+        open_time = event.candle.open_time
         last = self._state.last_closed_open_time
-        if last is not None and event.candle.open_time <= last:
+        if isinstance(event, KlineUpdate):
+            return None if last is not None and open_time <= last else event
+        if open_time in self._yielded or (self._floor is not None and open_time <= self._floor):
             return None  # already yielded closed, e.g. repeated after a reconnect
-        if isinstance(event, KlineClosed):
-            self._state = replace(self._state, last_closed_open_time=event.candle.open_time)
+        self._yielded.append(open_time)
+        if last is None or open_time > last:
+            self._state = replace(self._state, last_closed_open_time=open_time)
         return event
 
     def _backoff(self, failures: int) -> float:

@@ -204,3 +204,12 @@ model_predictions = Table(
     Column("interval", String(4), nullable=False),
     *(Column(name, Double, nullable=True) for name in PREDICTION_VALUE_COLUMNS),
 )
+
+# An HTTP 418 ban from the exchange, until its end (epoch ms), shared by every process.
+exchange_bans = Table(
+    "exchange_bans",
+    metadata,
+    Column("base_url", String(255), primary_key=True),
+    Column("banned_until", BigInteger, nullable=False),
+    Column("recorded_at", BigInteger, nullable=False),
+)
