@@ -39,6 +39,9 @@ def train(
     database_url: DatabaseOption = None,
 ) -> None:
     """Train on the most recent days, register the model, and promote it if not worse."""
+    from candlecast.jobs import preload
+
+    preload.lightgbm_without_sklearn()
     from candlecast.jobs import modeling
     from candlecast.store import registry
 
@@ -150,6 +153,9 @@ def evaluate(
     database_url: DatabaseOption = None,
 ) -> None:
     """Walk-forward evaluation against the baselines, exactly as `train` fits."""
+    from candlecast.jobs import preload
+
+    preload.lightgbm_without_sklearn()
     from candlecast.jobs import modeling
 
     settings = settings_from(database_url=database_url)
@@ -200,6 +206,9 @@ def forecast(
     database_url: DatabaseOption = None,
 ) -> None:
     """Record the champion's forecast for the candle after the last closed one."""
+    from candlecast.jobs import preload
+
+    preload.lightgbm_without_sklearn()
     from candlecast.jobs import modeling
 
     settings = settings_from(database_url=database_url)
