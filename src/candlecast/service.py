@@ -17,6 +17,7 @@ from candlecast.bootstrap import Services, bootstrap
 from candlecast.config import Settings
 from candlecast.domain import CandlecastError, ExchangeError, JobAlreadyRunning, iso_utc
 from candlecast.exchange.stream import KlineClosed, KlineStream, KlineUpdate, Reconnected
+from candlecast.hints import START_UP_RETRY_MAX_SECONDS, exchange_hint, retry_delay_seconds
 from candlecast.jobs import isolated, pipeline, sync
 from candlecast.jobs.common import now_ms
 from candlecast.runtime import Runtime
@@ -159,14 +160,22 @@ class Service:
         self.refresh()
 
     @contextmanager
-    def _exchange_watch(self) -> Iterator[None]:
-        """Records in the runtime whether the exchange answered, for /api/health."""
+    def _exchange_watch(self, *, retry_in_seconds: float | None = None) -> Iterator[None]:
+        """Records in the runtime whether the exchange answered, what to do if it did not, and
+        when the next attempt is due: for /api/health and the dashboard's banner."""
         try:
             yield
         except ExchangeError as exc:
-            self.runtime.update(exchange_error=str(exc))
+            every = retry_in_seconds or self.settings.ingest_every_seconds
+            self.runtime.update(
+                exchange_error=str(exc),
+                exchange_hint=exchange_hint(exc, base_url=self.settings.binance_url),
+                next_retry_ms=now_ms() + int(every * 1000),
+            )
             raise
-        self.runtime.update(exchange_error=None)
+        self.runtime.update(
+            exchange_error=None, exchange_hint=None, next_retry_ms=None, exchange_reached=True
+        )
 
     def train(self, *, force: bool = False) -> dict[str, Any]:
         """Train in a child process; a newly promoted champion serves from the next request."""
@@ -203,12 +212,15 @@ class Service:
                 self._start_scheduler()
 
     def _backfill_until_done(self) -> None:
+        """Backfills, retrying an unreachable exchange within 30 s (or when a ban ends), so a
+        network that comes back is noticed long before the next ingest tick."""
         pair_lock = f"backfill:{self.settings.symbol}:{self.settings.interval}"
+        failures = 0
         while not self._stop.is_set():
             try:
                 with (
                     job_lock(self.services.engine, pair_lock),
-                    self._exchange_watch(),
+                    self._exchange_watch(retry_in_seconds=START_UP_RETRY_MAX_SECONDS),
                     self.services.exchange() as client,
                 ):
                     report = sync.backfill(
@@ -224,6 +236,17 @@ class Service:
                 return
             except JobAlreadyRunning:
                 self._stop.wait(1.0)
+            except ExchangeError as exc:
+                delay = retry_delay_seconds(exc, attempt=failures, host_now_ms=now_ms())
+                failures += 1
+                self.runtime.update(next_retry_ms=now_ms() + int(delay * 1000))
+                log.error(
+                    "start-up backfill could not reach the exchange: %s. %s Retrying in %.0f s.",
+                    exc,
+                    self.runtime.exchange_hint,
+                    delay,
+                )
+                self._stop.wait(delay)
 
     def _start_scheduler(self) -> None:
         pair = f"{self.settings.symbol}:{self.settings.interval}"
@@ -255,7 +278,9 @@ class Service:
             loop.close()
 
     async def _consume_stream(self) -> None:
-        stream = KlineStream.from_settings(self.settings, **self.stream_options)
+        stream = KlineStream.from_settings(
+            self.settings, observer=self.services.metrics, **self.stream_options
+        )
         self._stream = stream
         with self.services.engine.connect() as connection:
             stream.resume_after(
@@ -333,8 +358,25 @@ def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | 
     abandoned = runs.close_abandoned(services.engine, finished_at=now_ms())
     if abandoned:
         log.warning("closed %d job run(s) left running by processes that died", abandoned)
-    runtime = Runtime(scheduler_enabled=scheduler, stream_enabled=scheduler and settings.stream)
+    runtime = Runtime(
+        scheduler_enabled=scheduler,
+        stream_enabled=scheduler and settings.stream,
+        clock=services.clock,
+    )
     return Service(services, runtime, scheduler=scheduler), token, path
+
+
+def data_location(settings: Settings) -> str:
+    """Where the data lives, for the start-up log: the SQLite file, or the PostgreSQL host and
+    database (never the password)."""
+    url = normalize_url(settings.database_url)
+    path = sqlite_path(url)
+    if path is not None:
+        return f"SQLite file {path.resolve()}"
+    if url.get_backend_name() == "sqlite":
+        return "SQLite in memory"
+    host = f"{url.host or 'localhost'}:{url.port or 5432}"
+    return f"PostgreSQL database {url.database} on {host} as {url.username}"
 
 
 def warm_series(app: Any, settings: Settings) -> None:
@@ -377,17 +419,32 @@ def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> N
     import uvicorn
 
     from candlecast.api.app import create_app
+    from candlecast.logs import redact
 
-    service, _, path = build(settings, scheduler=scheduler)
+    service, token, path = build(settings, scheduler=scheduler)
+    redact(token)
     app = create_app(service.services, service.runtime)
     service.after_refresh.append(lambda: warm_series(app, settings))
     # Warm once at start too, so the first chart request does not pay for the full read.
     threading.Thread(target=warm_series, args=(app, settings), daemon=True).start()
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
+    # The proxy strips the prefix; uvicorn puts it back into root_path for links and docs.
+    # log_config=None: uvicorn's lines go through candlecast's handler (format, redaction).
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        lifespan="on",
+        log_config=None,
+        root_path=settings.root_path,
+        access_log=settings.access_log,
+    )
     server = uvicorn.Server(config)
-    where = f"the token is in {path} (owner-only)" if path else "the token is CANDLECAST_API_TOKEN"
-    log.info("candlecast serving on http://%s:%d/ ; POST routes need a bearer token: %s",
-             host, port, where)  # fmt: skip
+    where = f"in {path} (owner-only)" if path else "CANDLECAST_API_TOKEN"
+    log.info("candlecast serving on http://%s:%d%s/", host, port, settings.root_path)
+    log.info("API token (for POST routes): %s", where)
+    log.info("data: %s", data_location(settings))
+    log.info("pairs followed: %s:%s", settings.symbol, settings.interval)
     service.start()
     try:
         server.run()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -152,8 +151,6 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level")] = False,
 ) -> None:
     """Configure logging for every command."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from candlecast.logs import setup_cli_logging
+
+    setup_cli_logging(verbose=verbose)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
@@ -15,6 +14,7 @@ from candlecast.cli.common import (
     out,
     settings_from,
 )
+from candlecast.logs import setup_service_logging
 
 
 @app.command()
@@ -31,7 +31,7 @@ def serve(
     from candlecast.service import run_serve
 
     settings = settings_from(database_url=database_url)
-    _service_logging()
+    setup_service_logging(settings)
     run_serve(settings, host=host, port=port, scheduler=not no_scheduler)
 
 
@@ -42,13 +42,8 @@ def worker(database_url: DatabaseOption = None) -> None:
     from candlecast.service import run_worker
 
     settings = settings_from(database_url=database_url)
-    _service_logging()
+    setup_service_logging(settings)
     run_worker(settings)
-
-
-def _service_logging() -> None:
-    # A service is watched through its log: candlecast's own INFO lines matter there.
-    logging.getLogger("candlecast").setLevel(logging.INFO)
 
 
 @db_app.command("upgrade")

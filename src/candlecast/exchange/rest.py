@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -35,6 +35,7 @@ T = TypeVar("T")
 PAGE_LIMIT = 1000
 KLINES_WEIGHT = 2
 _USER_AGENT = "candlecast/0.1"
+_CLOCK_TRIP_MAX_MS = 2_000
 _ALTERNATIVE_URLS = (
     "https://data-api.binance.vision, https://api.binance.com or https://api1.binance.com"
     " .. https://api4.binance.com"
@@ -60,6 +61,13 @@ class SymbolInfo:
     status: str
     base_asset: str
     quote_asset: str
+
+
+class RequestObserver(Protocol):
+    """Told about every HTTP attempt (for metrics): the path, the status code or "error" when
+    no answer came, and the weight the exchange says was used this minute."""
+
+    def exchange_request(self, endpoint: str, status: str, weight_used: int | None) -> None: ...
 
 
 class _RetryableError(Exception):
@@ -128,8 +136,10 @@ class BinanceRest:
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
+        on_server_time: Callable[[int, int, int], None] | None = None,
         banned_until_ms: int | None = None,
         on_ban: Callable[[int], None] | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._max_retries = max_retries
@@ -139,6 +149,8 @@ class BinanceRest:
         self._sleep = sleep
         self._wall = wall_clock
         self._rng = rng or random.Random()
+        # Told (server ms, sent ms, received ms) after each clock read: the exchange-clock offset.
+        self._on_server_time = on_server_time
         self._lock = threading.Lock()
         self._stats = RestStats()
         self.governor = WeightGovernor(
@@ -146,6 +158,7 @@ class BinanceRest:
         )
         # A 418 ban outlives this client: on_ban persists it, banned_until_ms restores it.
         self._on_ban = on_ban
+        self._observer = observer
         if banned_until_ms is not None:
             self.governor.ban(banned_until_ms / 1000)
         self._gate = ConcurrencyGate()
@@ -176,7 +189,15 @@ class BinanceRest:
 
     def server_time(self) -> int:
         """The exchange's clock, epoch ms, from GET /api/v3/time."""
-        return self._call("/api/v3/time", {}, weight=1, parse=lambda body: int(body["serverTime"]))
+        sent = time.time_ns() // 1_000_000
+        server = self._call(
+            "/api/v3/time", {}, weight=1, parse=lambda body: int(body["serverTime"])
+        )
+        received = time.time_ns() // 1_000_000
+        # A read slowed by retries says little about the offset; only quick trips count.
+        if self._on_server_time is not None and received - sent < _CLOCK_TRIP_MAX_MS:
+            self._on_server_time(server, sent, received)
+        return server
 
     def ping(self) -> None:
         """Checks connectivity with GET /api/v3/ping."""
@@ -324,8 +345,12 @@ class BinanceRest:
         try:
             response = self._http.get(path, params=params)
         except httpx.TransportError as exc:
+            if self._observer is not None:
+                self._observer.exchange_request(path, "error", None)
             raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
         used = self.governor.observe(response.headers.get("X-MBX-USED-WEIGHT-1M"))
+        if self._observer is not None:
+            self._observer.exchange_request(path, str(response.status_code), used)
         if used is not None:
             self._count(weight=used)
         status = response.status_code

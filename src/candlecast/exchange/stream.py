@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -66,6 +66,14 @@ class StreamState:
     last_error: str | None = None
 
 
+class StreamObserver(Protocol):
+    """Told about connections and messages (for metrics)."""
+
+    def stream_connected(self, *, reconnect: bool) -> None: ...
+
+    def stream_message(self) -> None: ...
+
+
 class _Disconnect(Exception):
     """Ends the current connection; `reason` says why."""
 
@@ -115,6 +123,7 @@ class KlineStream:
         backoff_max: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        observer: StreamObserver | None = None,
     ) -> None:
         self.symbol = validate_symbol(symbol)
         self.interval = validate_interval(interval)
@@ -131,6 +140,7 @@ class KlineStream:
         self._state = StreamState(url=self.url)
         self._ws: ClientConnection | None = None
         self._closing = False
+        self._observer = observer
         # Closed candles already yielded (recent ones) and the point resumed after: an older
         # close that arrives late (out of order) is still new, a repeated one is not.
         self._floor: int | None = None
@@ -191,6 +201,8 @@ class KlineStream:
                 s, connected=True, connected_since=time.time(), connects=s.connects + 1,
                 reconnects=s.reconnects + (1 if down_since is not None else 0),
             )  # fmt: skip
+            if self._observer is not None:
+                self._observer.stream_connected(reconnect=down_since is not None)
             if down_since is not None:
                 yield Reconnected(
                     reason=reason,
@@ -236,6 +248,8 @@ class KlineStream:
                 self._note_error(f"connection closed: {exc}")
                 raise _Disconnect("dropped") from None
             self._state = replace(self._state, last_message_at=time.time())
+            if self._observer is not None:
+                self._observer.stream_message()
             event = self._decode(raw)
             if event is not None:
                 yield event

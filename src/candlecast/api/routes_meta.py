@@ -1,0 +1,63 @@
+"""The API's own surroundings: Swagger UI served from an installed package, and /metrics.
+
+Swagger UI's files come from the `swagger-ui-bundle` package, never a CDN, so the docs work on
+a machine without internet. Every URL honours the path prefix the app is served under.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from candlecast.metrics import Metrics
+
+DOCS_PATH = "/api/docs"
+DOCS_ASSETS = "/api/docs/assets"
+OPENAPI_PATH = "/api/openapi.json"
+# The classic text format, which every Prometheus version reads.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path") or "").rstrip("/")
+
+
+def install_docs(app: FastAPI) -> None:
+    """Serves Swagger UI at /api/docs with its assets from the installed swagger-ui-bundle."""
+    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get(DOCS_PATH, include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = _root(request)
+        return get_swagger_ui_html(
+            openapi_url=root + OPENAPI_PATH,
+            title=f"{app.title} - API",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png",
+            # No badge that would ask validator.swagger.io to check the schema.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+
+def metrics_router(metrics: Metrics) -> APIRouter:
+    """GET /metrics: this process's Prometheus metrics."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics (text format), every name starting `candlecast_`; see
+        docs/operations.md. Public, like every read route, and free of secrets."""
+        body = await run_in_threadpool(metrics.render)
+        return Response(body, media_type=METRICS_CONTENT_TYPE)
+
+    return router

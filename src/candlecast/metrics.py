@@ -1,0 +1,329 @@
+"""Prometheus metrics for one process: a registry owned by a Metrics object, never a global.
+
+Events (exchange requests, stream messages, HTTP requests) are counted as they happen, through
+small observer hooks the exchange clients and the HTTP middleware call. Figures that live in
+the database (candles, repairs, job runs, the ledger) are read when scraped, by a collector that
+keeps them for `ttl` seconds and never makes a scrape wait long for the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from candlecast.config import Settings
+from candlecast.domain import interval_ms
+from candlecast.runtime import Runtime
+from candlecast.store import figures
+
+log = logging.getLogger(__name__)
+
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+JOB_BUCKETS = (0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
+MAE_WINDOW_MS = 86_400_000
+PAIR = ("symbol", "interval")
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Everything read from the database in one refresh."""
+
+    read_at: float
+    seconds: float
+    candles: list[figures.PairCandles] = field(default_factory=list)
+    repaired: dict[tuple[str, str], int] = field(default_factory=dict)
+    unfillable: dict[tuple[str, str], int] = field(default_factory=dict)
+    jobs: list[figures.JobRunFigures] = field(default_factory=list)
+    running: dict[str, int] = field(default_factory=dict)
+    forecasts: list[figures.PairForecasts] = field(default_factory=list)
+
+
+def _read(engine: Engine) -> _Snapshot:
+    started = time.monotonic()
+    with engine.connect() as connection:
+        candles = figures.pair_candles(connection)
+        repaired = figures.repaired_candles(connection)
+        unfillable = figures.unfillable_candles(connection)
+        jobs = figures.job_runs_by_status(connection, bounds=JOB_BUCKETS)
+        running = figures.running_jobs(connection)
+        ledger = figures.pair_forecasts(connection, window_ms=MAE_WINDOW_MS)
+    finished = time.monotonic()
+    return _Snapshot(
+        finished, finished - started, candles, repaired, unfillable, jobs, running, ledger
+    )
+
+
+class StoreCollector(Collector):
+    """Database figures and runtime state, read at scrape time.
+
+    A snapshot older than `ttl` is refreshed in a background thread; the scrape waits up to
+    `max_wait` seconds for it and otherwise answers with the previous one (its age is exported),
+    so a slow or unreachable database never makes /metrics slow.
+    """
+
+    def __init__(
+        self, engine: Engine, runtime: Runtime, *, ttl: float = 2.0, max_wait: float = 0.010
+    ) -> None:
+        self._engine = engine
+        self._runtime = runtime
+        self.ttl = ttl
+        self.max_wait = max_wait
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self._refreshing: threading.Event | None = None
+        self._failures = 0
+
+    def snapshot(self) -> _Snapshot | None:
+        """The freshest snapshot available within the wait allowed."""
+        with self._lock:
+            current = self._snapshot
+            fresh = current is not None and time.monotonic() - current.read_at <= self.ttl
+            if fresh:
+                return current
+            done = self._refreshing
+            if done is None:
+                done = self._refreshing = threading.Event()
+                threading.Thread(
+                    target=self._refresh, args=(done,), name="candlecast-metrics", daemon=True
+                ).start()
+        done.wait(self.max_wait)
+        with self._lock:
+            return self._snapshot
+
+    def _refresh(self, done: threading.Event) -> None:
+        try:
+            snapshot = _read(self._engine)
+        except Exception as exc:
+            # The database being down is reported by /api/health; here it only means old figures.
+            with self._lock:
+                self._failures += 1
+            log.warning("metrics: could not read the database: %s", exc)
+            snapshot = None
+        with self._lock:
+            if snapshot is not None:
+                self._snapshot = snapshot
+            self._refreshing = None
+        done.set()
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.snapshot()
+        yield from self._runtime_families()
+        failures = CounterMetricFamily(
+            "candlecast_metrics_db_read_failures",
+            "Database reads for /metrics that failed (figures then come from the last good one)",
+        )
+        failures.add_metric([], self._failures)
+        yield failures
+        if snapshot is None:
+            return
+        age = GaugeMetricFamily(
+            "candlecast_metrics_db_snapshot_age_seconds",
+            "How old the database figures in this scrape are",
+        )
+        age.add_metric([], max(0.0, time.monotonic() - snapshot.read_at))
+        yield age
+        read = GaugeMetricFamily(
+            "candlecast_metrics_db_read_seconds", "How long the last database read took"
+        )
+        read.add_metric([], snapshot.seconds)
+        yield read
+        yield from _candle_families(snapshot, self._runtime.exchange_now_ms())
+        yield from _job_families(snapshot)
+        yield from _ledger_families(snapshot)
+
+    def _runtime_families(self) -> Iterator[Metric]:
+        state = self._runtime.snapshot()
+        connected = GaugeMetricFamily(
+            "candlecast_stream_connected", "1 while the kline WebSocket is connected"
+        )
+        connected.add_metric([], 1.0 if state["stream_connected"] else 0.0)
+        yield connected
+        offset = self._runtime.clock.offset_ms
+        if offset is not None:
+            clock = GaugeMetricFamily(
+                "candlecast_exchange_clock_offset_seconds",
+                "The exchange's clock minus this host's, measured from GET /api/v3/time",
+            )
+            clock.add_metric([], offset / 1000)
+            yield clock
+
+
+def _candle_families(snapshot: _Snapshot, exchange_now: int) -> Iterator[Metric]:
+    stored = GaugeMetricFamily("candlecast_candles_stored", "Closed candles stored", labels=PAIR)
+    missing = GaugeMetricFamily(
+        "candlecast_candles_missing",
+        "Candles missing between the first and the newest stored one",
+        labels=PAIR,
+    )
+    age = GaugeMetricFamily(
+        "candlecast_candle_age_seconds",
+        "Seconds since the newest stored candle closed, by the exchange's clock",
+        labels=PAIR,
+    )
+    for pair in snapshot.candles:
+        labels = [pair.symbol, pair.interval]
+        step = interval_ms(pair.interval)
+        span = (pair.last_open_time - pair.first_open_time) // step + 1
+        stored.add_metric(labels, pair.stored)
+        missing.add_metric(labels, max(0, span - pair.stored))
+        age.add_metric(labels, max(0.0, (exchange_now - pair.last_open_time - step) / 1000))
+    repaired = CounterMetricFamily(
+        "candlecast_candles_repaired",
+        "Stored candles rewritten because the exchange's copy differed",
+        labels=PAIR,
+    )
+    for (symbol, interval), count in sorted(snapshot.repaired.items()):
+        repaired.add_metric([symbol, interval], count)
+    unfillable = GaugeMetricFamily(
+        "candlecast_candles_unfillable",
+        "Missing candles the exchange itself does not have (known gaps)",
+        labels=PAIR,
+    )
+    for (symbol, interval), count in sorted(snapshot.unfillable.items()):
+        unfillable.add_metric([symbol, interval], count)
+    yield from (stored, missing, age, repaired, unfillable)
+
+
+def _job_families(snapshot: _Snapshot) -> Iterator[Metric]:
+    runs = CounterMetricFamily(
+        "candlecast_job_runs", "Finished job runs, by job and status", labels=("job", "status")
+    )
+    durations = HistogramMetricFamily(
+        "candlecast_job_run_duration_seconds",
+        "Durations of finished job runs, by job and status",
+        labels=("job", "status"),
+    )
+    for figure in snapshot.jobs:
+        labels = [figure.job, figure.status]
+        runs.add_metric(labels, figure.runs)
+        buckets = [(repr(bound), count) for bound, count in figure.buckets]
+        durations.add_metric(labels, [*buckets, ("+Inf", figure.runs)], figure.seconds)
+    running = GaugeMetricFamily(
+        "candlecast_job_runs_running", "Job runs in progress", labels=("job",)
+    )
+    for name, count in sorted(snapshot.running.items()):
+        running.add_metric([name], count)
+    yield from (runs, durations, running)
+
+
+def _ledger_families(snapshot: _Snapshot) -> Iterator[Metric]:
+    recorded = CounterMetricFamily(
+        "candlecast_forecasts_recorded", "Forecasts written to the ledger", labels=PAIR
+    )
+    scored = CounterMetricFamily(
+        "candlecast_forecasts_scored", "Ledger forecasts whose candle has closed", labels=PAIR
+    )
+    mae = GaugeMetricFamily(
+        "candlecast_prospective_close_mae",
+        "Mean absolute error of the next close over the newest 24 h of scored forecasts, the "
+        "model's beside persistence's (price units)",
+        labels=(*PAIR, "forecaster"),
+    )
+    window = GaugeMetricFamily(
+        "candlecast_prospective_window_forecasts",
+        "Scored forecasts in the prospective MAE's 24 h window",
+        labels=PAIR,
+    )
+    for pair in snapshot.forecasts:
+        labels = [pair.symbol, pair.interval]
+        recorded.add_metric(labels, pair.recorded)
+        scored.add_metric(labels, pair.scored)
+        window.add_metric(labels, pair.window_scored)
+        if pair.model_mae is not None:
+            mae.add_metric([*labels, "model"], pair.model_mae)
+        if pair.persistence_mae is not None:
+            mae.add_metric([*labels, "persistence"], pair.persistence_mae)
+    yield from (recorded, scored, mae, window)
+
+
+class Metrics:
+    """One process's registry, and the hooks the exchange clients and middleware report to."""
+
+    def __init__(self, *, engine: Engine, runtime: Runtime, settings: Settings) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        registry = self.registry
+        self.exchange_requests = Counter(
+            "candlecast_exchange_requests",
+            "HTTP requests to the exchange, by endpoint and status (error: no answer)",
+            ("endpoint", "status"),
+            registry=registry,
+        )
+        self.exchange_weight_used = Gauge(
+            "candlecast_exchange_weight_used",
+            "Request weight used this minute, as the exchange last reported it",
+            registry=registry,
+        )
+        self.exchange_weight_limit = Gauge(
+            "candlecast_exchange_weight_limit",
+            "The per-minute request weight candlecast keeps under (Binance allows 6,000)",
+            registry=registry,
+        )
+        self.exchange_weight_limit.set(settings.weight_budget_per_minute)
+        self.stream_connections = Counter(
+            "candlecast_stream_connections",
+            "Kline WebSocket connections opened",
+            registry=registry,
+        )
+        self.stream_reconnects = Counter(
+            "candlecast_stream_reconnects",
+            "Kline WebSocket connections opened after a disconnect",
+            registry=registry,
+        )
+        self.stream_messages = Counter(
+            "candlecast_stream_messages",
+            "Messages received on the kline WebSocket",
+            registry=registry,
+        )
+        self.http_requests = Counter(
+            "candlecast_http_requests",
+            "HTTP requests served, by method, route template and status",
+            ("method", "route", "status"),
+            registry=registry,
+        )
+        self.http_duration = Histogram(
+            "candlecast_http_request_duration_seconds",
+            "Time to serve an HTTP request, by method and route template",
+            ("method", "route"),
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.store = StoreCollector(engine, runtime)
+        registry.register(self.store)
+
+    def exchange_request(self, endpoint: str, status: str, weight_used: int | None) -> None:
+        """Counts one request to the exchange (BinanceRest's observer hook)."""
+        self.exchange_requests.labels(endpoint, status).inc()
+        if weight_used is not None:
+            self.exchange_weight_used.set(weight_used)
+
+    def stream_connected(self, *, reconnect: bool) -> None:
+        """Counts a WebSocket connection (KlineStream's observer hook)."""
+        self.stream_connections.inc()
+        if reconnect:
+            self.stream_reconnects.inc()
+
+    def stream_message(self) -> None:
+        """Counts one WebSocket message (KlineStream's observer hook)."""
+        self.stream_messages.inc()
+
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Counts one served HTTP request (the metrics middleware's hook)."""
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_duration.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        """The registry in Prometheus' text format."""
+        return generate_latest(self.registry)
