@@ -1,30 +1,49 @@
-"""Candle files: reading dumps and header CSVs into validated rows, writing CSV and Parquet.
+"""Candle files: reading dumps, header CSVs and Parquet exports into validated rows, and
+writing CSV and Parquet.
 
-Reading is vectorised with pandas over chunks, so a million candles stream through in bounded
-memory, and every value keeps the exact string the file gave.
+Header CSVs are read with pandas over chunks; dumps and Parquet go through pyarrow
+(files_arrow). Either way a million candles stream through in bounded memory, and every value
+keeps the exact string the file gave.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from candlecast.domain import DataFileError, interval_ms, iso_utc
-from candlecast.exchange.dumps import MICROSECONDS_ABOVE, open_text, pair_from_name
+from candlecast.domain import DataFileError, interval_ms, iso_utc, validate_symbol
+from candlecast.exchange.dumps import (
+    MICROSECONDS_ABOVE,
+    open_binary,
+    open_text,
+    pair_from_name,
+    peek_first_line,
+)
 from candlecast.store.candle_rows import VALUE_NAMES, CandleRow
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The 12 columns of a data.binance.vision kline CSV, in order; the last means nothing.
 DUMP_COLUMNS = ("open_time", *VALUE_NAMES, "ignore")
 EXPORT_COLUMNS = DUMP_COLUMNS[:-1]
 REQUIRED_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
 OPTIONAL_DECIMALS = ("quote_volume", "taker_buy_base", "taker_buy_quote")
+# A header CSV may also name its pair, in every row.
+PAIR_COLUMNS = ("symbol", "interval")
 CHUNK_ROWS = 100_000
+ACCEPTED = (
+    "accepted: Binance kline dumps (.zip, or CSV with 12 columns and no header), CSVs with an "
+    "open_time,open,high,low,close,volume header, and candlecast's own Parquet exports"
+)
+PARQUET_MAGIC = b"PAR1"
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass(frozen=True)
@@ -35,7 +54,65 @@ class FileKind:
     symbol: str
     interval: str
     has_header: bool
-    source: str  # "archive" for data.binance.vision dumps, "file" for CSVs with a header
+    source: str  # "archive" for data.binance.vision dumps, "file" for CSVs and Parquet
+    layout: str = "csv"  # "dump", "csv" (with a header) or "parquet"
+
+
+def _refuse(path: Path, found: str) -> DataFileError:
+    """The one line for a file that is not a candle file: what was found, what is accepted."""
+    return DataFileError(str(path), f"not a candle file: {found}; {ACCEPTED}")
+
+
+def _sniff(path: Path) -> str:
+    """The container: "parquet", "zip" or "text"; refuses missing, empty and binary files."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 16)
+    except FileNotFoundError:
+        raise DataFileError(str(path), "no such file") from None
+    except IsADirectoryError:
+        raise DataFileError(str(path), "is a folder, not a file") from None
+    except OSError as exc:
+        raise DataFileError(str(path), f"cannot read it ({exc.strerror})") from None
+    if not head.strip():
+        raise _refuse(path, "the file is empty")
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    try:
+        # A multi-byte character may be cut at the end of the sample.
+        head.decode("utf-8") if len(head) < 1 << 16 else head[:-4].decode("utf-8")
+    except UnicodeDecodeError:
+        return _binary(path, head)
+    if b"\x00" in head:
+        return _binary(path, head)
+    return "text"
+
+
+def _binary(path: Path, head: bytes) -> str:
+    what = "an executable" if head.startswith(b"\x7fELF") else "binary data"
+    raise _refuse(path, f"{what}, neither UTF-8 text, a zip archive nor Parquet")
+
+
+def _check_header(path: Path, first_line: str) -> None:
+    """A header CSV must name the required columns."""
+    names = [name.strip().lower() for name in next(csv.reader([first_line]), [])]
+    missing = [name for name in REQUIRED_COLUMNS if name not in names]
+    if missing:
+        shown = first_line.strip()
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise _refuse(path, f"wrong header {shown!r} (no {', '.join(missing)})")
+
+
+def _check_dump_line(path: Path, first_line: str) -> None:
+    fields = next(csv.reader([first_line]), [])
+    if len(fields) != len(DUMP_COLUMNS):
+        raise _refuse(
+            path,
+            f"wrong columns: line 1 has {len(fields)} fields where a kline dump has "
+            f"{len(DUMP_COLUMNS)}",
+        )
 
 
 def describe(
@@ -45,39 +122,47 @@ def describe(
     interval: str | None,
     fallback: tuple[str, str] | None = None,
 ) -> FileKind:
-    """Works out the layout and pair of a file: its name, else the flags, else the fallback."""
-    from_name = pair_from_name(path)
-    if from_name is not None:
-        if symbol is not None and symbol != from_name[0]:
-            raise DataFileError(str(path), f"file name says {from_name[0]}, --symbol says {symbol}")
-        if interval is not None and interval != from_name[1]:
-            raise DataFileError(
-                str(path), f"file name says {from_name[1]}, --interval says {interval}"
-            )
-        symbol, interval = from_name
+    """Works out the layout and pair of a file: its name or its metadata, else the flags, else
+    the fallback. Anything that is not a candle file is refused in one line."""
+    container = _sniff(path)
+    if container == "parquet":
+        from candlecast.files_arrow import parquet_pair
+
+        from_file = parquet_pair(path)
+        named = from_file if from_file[0] and from_file[1] else pair_from_name(path)
+        where = "file metadata"
+    else:
+        named = pair_from_name(path)
+        where = "file name"
+    if named is not None and named[0] and named[1]:
+        if symbol is not None and symbol != named[0]:
+            raise DataFileError(str(path), f"{where} says {named[0]}, --symbol says {symbol}")
+        if interval is not None and interval != named[1]:
+            raise DataFileError(str(path), f"{where} says {named[1]}, --interval says {interval}")
+        symbol, interval = validate_symbol(named[0]), named[1]
     if fallback is not None:
         symbol = symbol or fallback[0]
         interval = interval or fallback[1]
     if symbol is None or interval is None:
-        raise DataFileError(str(path), "no symbol/interval in the file name; pass them")
+        raise DataFileError(str(path), f"no symbol/interval in the {where}; pass them")
     interval_ms(interval)
-    with open_text(path) as handle:
-        first_line = handle.readline()
-    first_field = first_line.split(",", 1)[0].strip().strip('"')
+    if container == "parquet":
+        return FileKind(path, symbol, interval, True, "file", "parquet")
+    first_line = peek_first_line(path)
     if not first_line.strip():
-        raise DataFileError(str(path), "the file is empty", line=1)
-    has_header = not first_field.isdigit()
-    return FileKind(
-        path=path,
-        symbol=symbol,
-        interval=interval,
-        has_header=has_header,
-        source="file" if has_header else "archive",
-    )
+        raise _refuse(path, "the file is empty")
+    first_field = first_line.split(",", 1)[0].strip().strip('"')
+    if first_field.isdigit():
+        _check_dump_line(path, first_line)
+        return FileKind(path, symbol, interval, False, "archive", "dump")
+    _check_header(path, first_line)
+    return FileKind(path, symbol, interval, True, "file", "csv")
 
 
 def _epoch_ms(values: pd.Series, *, kind: FileKind, column: str, first_line: int) -> np.ndarray:
     """Parses a time column: dump ms/µs integers, or ISO 8601 / epoch ms in a header CSV."""
+    import pandas as pd
+
     text = values.str.strip()
     digits = text.str.fullmatch(r"\d{9,}")
     if bool(digits.all()):
@@ -101,6 +186,8 @@ def _fail(kind: FileKind, first_line: int, bad: Any, message: str) -> None:
 
 
 def _validate_chunk(frame: pd.DataFrame, *, kind: FileKind, first_line: int) -> list[CandleRow]:
+    import pandas as pd
+
     step = interval_ms(kind.interval)
     missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
     if missing:
@@ -180,6 +267,23 @@ def _validate_chunk(frame: pd.DataFrame, *, kind: FileKind, first_line: int) -> 
 
 def read_chunks(kind: FileKind, *, chunk_rows: int | None = None) -> Iterator[list[CandleRow]]:
     """Yields validated rows of a file, chunk by chunk; raises DataFileError naming the line."""
+    if kind.layout == "parquet":
+        from candlecast.files_arrow import read_parquet
+
+        yield from read_parquet(kind.path, interval=kind.interval)
+        return
+    if kind.layout == "dump":
+        from candlecast.files_arrow import read_dump
+
+        with open_binary(kind.path) as handle:
+            yield from read_dump(kind.path, handle, interval=kind.interval)
+        return
+    yield from _read_header_csv(kind, chunk_rows=chunk_rows)
+
+
+def _read_header_csv(kind: FileKind, *, chunk_rows: int | None) -> Iterator[list[CandleRow]]:
+    import pandas as pd
+
     options: dict[str, Any] = {
         "dtype": str,
         "keep_default_na": False,
@@ -187,25 +291,31 @@ def read_chunks(kind: FileKind, *, chunk_rows: int | None = None) -> Iterator[li
         "chunksize": chunk_rows or CHUNK_ROWS,
         "skip_blank_lines": True,
     }
-    if not kind.has_header:
-        options["header"] = None
-        options["names"] = list(DUMP_COLUMNS)
-    line = 2 if kind.has_header else 1
+    line = 2
     seen_last: int | None = None
     with open_text(kind.path) as handle:
         try:
             reader = pd.read_csv(handle, **options)
             for frame in reader:
-                if kind.has_header:
-                    frame.columns = [str(name).strip().lower() for name in frame.columns]
+                frame.columns = [str(name).strip().lower() for name in frame.columns]
                 rows = _validate_chunk(frame, kind=kind, first_line=line)
                 seen_last = _check_order(kind, rows, seen_last, line)
                 line += len(frame)
                 yield rows
         except pd.errors.ParserError as exc:
-            raise DataFileError(str(kind.path), f"malformed CSV: {exc}") from None
+            raise DataFileError(str(kind.path), f"malformed CSV: {_parser_reason(exc)}") from None
         except UnicodeDecodeError as exc:
             raise DataFileError(str(kind.path), f"not UTF-8 text: {exc.reason}") from None
+
+
+def _parser_reason(exc: Exception) -> str:
+    """pandas' tokenizer message in the user's words: which line has how many fields."""
+    text = str(exc)
+    match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if match is None:
+        return text
+    expected, line, saw = match.groups()
+    return f"line {line} has {saw} fields where the header has {expected}"
 
 
 def _check_order(
@@ -246,8 +356,16 @@ def write_csv(rows: Iterable[tuple[object, ...]], handle: IO[str]) -> int:
     return count
 
 
-def write_parquet(rows: Iterable[tuple[object, ...]], path: Path, *, batch: int = 100_000) -> int:
-    """Writes rows as Parquet: times as UTC timestamps, prices as their exact strings."""
+def write_parquet(
+    rows: Iterable[tuple[object, ...]],
+    path: Path,
+    *,
+    symbol: str,
+    interval: str,
+    batch: int = 100_000,
+) -> int:
+    """Writes rows as Parquet: times as UTC timestamps, prices as their exact strings, and the
+    pair in the file metadata, so that `candlecast import` needs no flags to read it back."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -260,7 +378,8 @@ def write_parquet(rows: Iterable[tuple[object, ...]], path: Path, *, batch: int 
             ("trades", pa.int64()),
             ("taker_buy_base", pa.string()),
             ("taker_buy_quote", pa.string()),
-        ]
+        ],
+        metadata={"candlecast.symbol": symbol, "candlecast.interval": interval},
     )
     count = 0
     with pq.ParquetWriter(str(path), schema) as writer:

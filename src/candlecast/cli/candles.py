@@ -1,4 +1,4 @@
-"""Candle commands: backfill, ingest, reconcile, import, export and status."""
+"""Candle commands: backfill, ingest, reconcile, import, export, download and status."""
 
 from __future__ import annotations
 
@@ -218,7 +218,9 @@ def export(
             connection, symbol=pair_symbol, interval=pair_interval, start=first, end=last
         )
         if fmt == "parquet":
-            count = write_parquet(rows, Path(output))
+            count = write_parquet(
+                rows, Path(output), symbol=pair_symbol, interval=pair_interval
+            )
         elif output == "-":
             count = write_csv(rows, sys.stdout)
         else:
@@ -226,6 +228,64 @@ def export(
                 count = write_csv(rows, handle)
     if output != "-":
         out.print(f"wrote {count} candles to {output}", highlight=False)
+
+
+@app.command()
+@friendly
+def download(
+    symbols: Annotated[list[str], typer.Argument(help="Symbols, e.g. BTCUSDT ETHUSDT")],
+    start: Annotated[str, typer.Option(help="First month (2024-01) or day (2024-01-15)")],
+    end: Annotated[
+        str | None, typer.Option(help="Last month or day, inclusive [default: yesterday, UTC]")
+    ] = None,
+    interval: IntervalOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Fetch Binance's public kline dumps (CANDLECAST_DUMPS_URL), verify and import them."""
+    from candlecast.exchange.dumps_http import DumpClient
+    from candlecast.jobs import download as dumps
+
+    settings = settings_from(database_url=database_url)
+    pair_interval = validate_interval(interval) if interval else settings.interval
+    wanted = [validate_symbol(symbol.upper()) for symbol in symbols]
+    first_day = dumps.parse_bound("--start", start, end=False)
+    last_day = dumps.parse_bound("--end", end, end=True) if end else dumps.yesterday_utc()
+    if first_day > last_day:
+        raise ConfigError(f"--start {start} is after --end {end or last_day.isoformat()}")
+    with open_services(settings) as services, DumpClient.from_settings(settings) as client:
+        for symbol in wanted:
+            todo, _ = dumps.pending_files(
+                services.engine,
+                symbol=symbol,
+                interval=pair_interval,
+                first_day=first_day,
+                last_day=min(last_day, dumps.yesterday_utc()),
+            )
+            total = dumps.expected_candles(todo, pair_interval)
+            with progress(f"download {symbol} {pair_interval}", total) as advance:
+                report = dumps.download(
+                    services.engine,
+                    client,
+                    symbol=symbol,
+                    interval=pair_interval,
+                    first_day=first_day,
+                    last_day=last_day,
+                    on_progress=advance,
+                )
+            for first, last in report.missing:
+                span = first.isoformat() if first == last else f"{first} .. {last}"
+                out.print(
+                    f"{symbol} {pair_interval} {span}: not on {settings.dumps_url} (404), skipped",
+                    highlight=False,
+                )
+            written = report.written
+            out.print(
+                f"download {symbol} {pair_interval} {report.first_day} .. {report.last_day}: "
+                f"{len(report.imported)} files, {written.received} candles, "
+                f"{written.inserted} inserted, {written.repaired} repaired; "
+                f"{report.already} files already imported",
+                highlight=False,
+            )
 
 
 @app.command()

@@ -87,3 +87,59 @@ def open_text(path: Path) -> Iterator[IO[str]]:
                 str(path), f"corrupt zip member {members[0].filename}: {exc}"
             ) from None
         yield io.TextIOWrapper(io.BytesIO(content), encoding="utf-8", newline="")
+
+
+def _single_member(path: Path, archive: zipfile.ZipFile) -> zipfile.ZipInfo:
+    members = [info for info in archive.infolist() if not info.is_dir()]
+    if len(members) != 1:
+        raise DataFileError(str(path), f"expected one CSV in the zip, found {len(members)}")
+    return members[0]
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise DataFileError(str(path), "no such file") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataFileError(str(path), f"not a readable zip archive ({exc})") from None
+
+
+def peek_first_line(path: Path, *, limit: int = 4096) -> str:
+    """The first line of a .csv, or of the CSV inside a .zip, without reading the rest."""
+    try:
+        if path.suffix.lower() != ".zip" and not zipfile.is_zipfile(path):
+            with path.open("rb") as handle:
+                raw = handle.readline(limit)
+        else:
+            with _open_zip(path) as archive, archive.open(_single_member(path, archive)) as member:
+                raw = member.readline(limit)
+    except FileNotFoundError:
+        raise DataFileError(str(path), "no such file") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataFileError(str(path), f"corrupt zip archive: {exc}") from None
+    return raw.decode("utf-8", errors="replace")
+
+
+@contextmanager
+def open_binary(path: Path) -> Iterator[IO[bytes]]:
+    """Opens a .csv, or the single CSV inside a .zip, as a byte stream.
+
+    A zip member is streamed: its CRC is checked only when the stream ends, which is fine
+    because every import runs in one transaction that a late error rolls back whole.
+    """
+    if path.suffix.lower() != ".zip" and not zipfile.is_zipfile(path):
+        try:
+            with path.open("rb") as handle:
+                yield handle
+        except FileNotFoundError:
+            raise DataFileError(str(path), "no such file") from None
+        return
+    verify_checksum(path)
+    with _open_zip(path) as archive:
+        member = _single_member(path, archive)
+        try:
+            with archive.open(member) as stream:
+                yield stream
+        except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
+            raise DataFileError(str(path), f"corrupt zip member {member.filename}: {exc}") from None
