@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,10 +30,14 @@ READ_ONLY = "25006"
 
 
 @pytest.fixture
-def pg_engine(engine: Engine) -> Engine:
-    if engine.dialect.name != "postgresql":
+def pg_engine(database_url: str) -> Iterator[Engine]:
+    """A migrated PostgreSQL engine; the SQLite variants skip before migrating anything."""
+    if database_url.startswith("sqlite"):
         pytest.skip("not applicable: SQLite has no roles or privileges")
-    return engine
+    engine = db.create_store_engine(database_url)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture
@@ -146,8 +151,13 @@ def test_role_writes_nowhere(pg_engine: Engine, database_url: str, role: str) ->
 
 
 def test_the_command_twice_is_fine_and_rotates_the_password(
-    pg_engine: Engine, database_url: str, role: str, monkeypatch: pytest.MonkeyPatch
+    pg_engine: Engine,
+    database_url: str,
+    role: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("CANDLECAST_DATABASE_URL", database_url)
     runner = CliRunner()
     monkeypatch.setenv("CANDLECAST_READONLY_PASSWORD", PASSWORD)
@@ -165,8 +175,8 @@ def test_the_command_twice_is_fine_and_rotates_the_password(
     assert f"read-only role {role} updated" in second.stdout
     verifier = stored_verifier(pg_engine, role)
     assert scram_matches(verifier, rotated) and not scram_matches(verifier, PASSWORD)
-    for result in (first, second):
-        assert PASSWORD not in result.output and rotated not in result.output
+    for shown in (first.output, second.output, caplog.text):
+        assert PASSWORD not in shown and rotated not in shown
     with _connect(database_url, role, rotated) as browsing:
         assert browsing.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
 
