@@ -31,9 +31,7 @@ def test_read_frame_equals_the_row_by_row_read(engine: Engine) -> None:
         names = candle_reads.FRAME_COLUMNS
         columns = [candles.c.open_time] + [cast(candles.c[n], Float).label(n) for n in names[1:]]
         rows = connection.execute(
-            select(*columns)
-            .where(*pair_conditions("BTCUSDT", "5m"))
-            .order_by(candles.c.open_time)
+            select(*columns).where(*pair_conditions("BTCUSDT", "5m")).order_by(candles.c.open_time)
         ).all()
     expected = pd.DataFrame(rows, columns=list(names)).astype(
         {"open_time": np.int64} | {name: np.float64 for name in names[1:]}

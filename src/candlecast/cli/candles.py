@@ -15,6 +15,7 @@ from candlecast.cli.common import (
     IntervalOption,
     SymbolOption,
     app,
+    checked,
     friendly,
     open_services,
     out,
@@ -76,7 +77,9 @@ def _sync_command(
 
 DaysOption = Annotated[
     int | None,
-    typer.Option("--days", "-d", min=1, max=3650, help="Window in days [default: BACKFILL_DAYS]"),
+    typer.Option(
+        "--days", "-d", min=1, max=3650, help="Window in days [default: CANDLECAST_BACKFILL_DAYS]"
+    ),
 ]
 
 
@@ -166,8 +169,8 @@ def import_(
     from candlecast import jobs
 
     settings = settings_from(database_url=database_url)
-    wanted_symbol = validate_symbol(symbol) if symbol else None
-    wanted_interval = validate_interval(interval) if interval else None
+    wanted_symbol = checked("--symbol", validate_symbol, symbol)
+    wanted_interval = checked("--interval", validate_interval, interval)
     with open_services(settings) as services:
         for path in paths:
             with progress(f"import {path.name}", None) as advance:

@@ -11,28 +11,70 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from candlecast.domain import (
     CandlecastError,
     ConfigError,
+    InvalidInterval,
+    InvalidSymbol,
     parse_iso_utc,
     validate_interval,
     validate_symbol,
 )
 
 if TYPE_CHECKING:
+    # Typer 0.29 vendors click; these are its classes, needed for the overrides' signatures.
+    from typer._click.core import Command, Context, Parameter
+
     from candlecast.bootstrap import Services
     from candlecast.config import Settings
 
 # Only typer and rich load with the app: every command imports what it needs (pydantic,
 # SQLAlchemy, pandas, LightGBM, the web stack) itself, so `--help` and `status` start fast.
+
+
+class _Group(TyperGroup):
+    """Typer's group, without type tags: `--json`, not `--json <bool>`; `--days DAYS`."""
+
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        params = super().get_params(ctx)
+        _untag_flags(params)
+        return params
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            help_option = command.get_help_option(ctx)
+            _untag_flags([*command.params, *([help_option] if help_option else [])])
+        return command
+
+
+def _untag_flags(params: list[Parameter]) -> None:
+    # A flag takes no value, so it shows none; an option shows its value's name (DAYS), which
+    # says more than its type (<float range>) in less width.
+    for param in params:
+        if param.metavar is not None or param.param_type_name != "option":
+            continue
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+            continue
+        long_names = [opt for opt in param.opts if opt.startswith("--")]
+        param.metavar = (long_names[0][2:] if long_names else param.name or "").upper()
+
+
+# Markdown, not Rich markup: "[default: ...]" in a help text stays visible.
 app = typer.Typer(
     help="candlecast: an exact, live copy of Binance klines with honest next-candle forecasts.",
+    cls=_Group,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",
 )
-db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database schema commands.", cls=_Group, no_args_is_help=True, rich_markup_mode="markdown"
+)
 app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
@@ -40,30 +82,81 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 P = ParamSpec("P")
 
 SymbolOption = Annotated[
-    str | None, typer.Option("--symbol", "-s", help="Symbol, e.g. BTCUSDT [default: setting]")
+    str | None,
+    typer.Option("--symbol", "-s", help="Symbol, e.g. BTCUSDT [default: CANDLECAST_SYMBOL]"),
 ]
 IntervalOption = Annotated[
-    str | None, typer.Option("--interval", "-i", help="Kline interval, e.g. 5m [default: setting]")
+    str | None,
+    typer.Option("--interval", "-i", help="Kline interval, e.g. 5m [default: CANDLECAST_INTERVAL]"),
 ]
 DatabaseOption = Annotated[
     str | None,
-    typer.Option("--database-url", help="SQLAlchemy URL [default: CANDLECAST_DATABASE_URL]"),
+    typer.Option(
+        "--database-url", metavar="URL", help="SQLAlchemy URL [default: CANDLECAST_DATABASE_URL]"
+    ),
 ]
 
 
+# Flags whose name is not simply the setting's name with dashes.
+_FLAGS: dict[str, str] = {}
+# Settings whose value an error message must not repeat.
+_SECRET_WORDS = ("token", "password", "url")
+
+
+def origin(field: str, given: dict[str, Any]) -> str:
+    """Where a setting came from: its flag when one was given, else its environment variable."""
+    if field in given:
+        return _FLAGS.get(field, "--" + field.replace("_", "-"))
+    return f"CANDLECAST_{field.upper()}"
+
+
+def _problem(error: Any, given: dict[str, Any]) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not field:
+        return message
+    where = origin(field, given)
+    if where in message:
+        return message
+    if not any(word in field for word in _SECRET_WORDS) and "input" in error:
+        message = f"{message} (got {error['input']!r})"
+    return f"{where}: {message}"
+
+
 def settings_from(**overrides: Any) -> Settings:
+    """Settings from the environment and `.env`, with the flags given; errors name their source."""
     from pydantic import ValidationError
 
     from candlecast.config import Settings
 
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e, given) for e in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from None
+    except InvalidInterval as exc:
+        raise ConfigError(f"{origin('interval', given)}: {exc}") from None
+    except InvalidSymbol as exc:
+        raise ConfigError(f"{origin('symbol', given)}: {exc}") from None
+    _check_database_url(settings.database_url, origin("database_url", given))
+    return settings
+
+
+def _check_database_url(database_url: str, where: str) -> None:
+    from candlecast.store.db import normalize_url, sqlite_path
+
+    try:
+        path = sqlite_path(normalize_url(database_url))
+    except ConfigError as exc:
+        message = str(exc)
+        if "CANDLECAST_DATABASE_URL" in message:
+            raise ConfigError(message.replace("CANDLECAST_DATABASE_URL", where)) from None
+        raise ConfigError(f"{where}: {message}") from None
+    if path is not None and not path.parent.exists():
+        raise ConfigError(
+            f"{where}: the folder for the SQLite database does not exist: {path.parent}"
+        )
 
 
 def friendly(command: Callable[P, None]) -> Callable[P, None]:
@@ -138,10 +231,21 @@ def open_services(settings: Settings) -> Iterator[Services]:
 
 
 def resolve_pair(symbol: str | None, interval: str | None, settings: Settings) -> tuple[str, str]:
+    """The pair of the --symbol and --interval flags, or else of the settings."""
     return (
-        validate_symbol(symbol) if symbol else settings.symbol,
-        validate_interval(interval) if interval else settings.interval,
+        checked("--symbol", validate_symbol, symbol) or settings.symbol,
+        checked("--interval", validate_interval, interval) or settings.interval,
     )
+
+
+def checked(flag: str, validate: Callable[[str], str], value: str | None) -> str | None:
+    """A flag's value through its validator; an error names the flag."""
+    if not value:
+        return None
+    try:
+        return validate(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
 
 
 def parse_time(flag: str, value: str | None) -> int | None:

@@ -33,9 +33,18 @@ def train(
     symbol: SymbolOption = None,
     interval: IntervalOption = None,
     days: Annotated[
-        float | None, typer.Option("--days", "-d", min=1, max=3650, help="Training window [90]")
+        float | None,
+        typer.Option(
+            "--days",
+            "-d",
+            min=1,
+            max=3650,
+            help="Training window in days [default: CANDLECAST_TRAIN_DAYS]",
+        ),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Train even if nothing new arrived")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train even if nothing new arrived")
+    ] = False,
     database_url: DatabaseOption = None,
 ) -> None:
     """Train on the most recent days, register the model, and promote it if not worse."""
