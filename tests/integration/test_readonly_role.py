@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from candlecast.cli import app
-from candlecast.domain import ConfigError
+from candlecast.domain import ConfigError, StoreError
 from candlecast.store import db, roles
 from tests.integration.readonly_support import (
     drop_role,
@@ -228,6 +228,20 @@ def test_roles_that_cannot_be_read_only_are_refused(pg_engine: Engine, role: str
                 connection.execute(text(statement))
         with pytest.raises(ConfigError, match=refusal):
             roles.create_readonly_role(pg_engine, name=role, password=PASSWORD)
+
+
+def test_writes_granted_to_public_are_found_and_nothing_is_left_half_done(
+    pg_engine: Engine, role: str
+) -> None:
+    with pg_engine.begin() as connection:
+        connection.execute(text("GRANT INSERT ON candles TO PUBLIC"))
+    with pytest.raises(StoreError, match="could still write candles"):
+        roles.create_readonly_role(pg_engine, name=role, password=PASSWORD)
+    with pg_engine.connect() as connection:
+        left = connection.execute(
+            text("SELECT count(*) FROM pg_roles WHERE rolname = :name"), {"name": role}
+        ).scalar_one()
+    assert left == 0
 
 
 @pytest.mark.parametrize("name", ["Upper", "with-dash", "1digit", "pg_reader", "public", ""])

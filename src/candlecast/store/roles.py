@@ -272,13 +272,19 @@ class _Grants:
                 f"role {self.name!r} could still write {', '.join(writable)} through rights "
                 "granted to PUBLIC; revoke those first"
             )
-        creates = self.one(
-            "SELECT has_schema_privilege(%(name)s, %(s)s, 'CREATE') "
-            "OR has_database_privilege(%(name)s, current_database(), 'CREATE')",
-            {"name": self.name, "s": schema},
-        )[0]
+        creates = [
+            row[0]
+            for row in self.raw.execute(
+                "SELECT 'schema ' || nspname FROM pg_namespace "
+                "WHERE nspname IN (%(s)s, 'public') AND has_schema_privilege(%(name)s, oid, "
+                "'CREATE') UNION ALL SELECT 'database ' || current_database() "
+                "WHERE has_database_privilege(%(name)s, current_database(), 'CREATE')",
+                {"name": self.name, "s": schema},
+            )
+        ]
         if creates:
             raise StoreError(
-                f"role {self.name!r} could still create objects through rights granted to "
-                "PUBLIC on the database; revoke those first"
+                f"role {self.name!r} could still create objects in {', '.join(creates)} "
+                "through rights granted to PUBLIC that this role may not revoke; revoke them "
+                "as their owner first"
             )
