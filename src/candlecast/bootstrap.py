@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from candlecast.clock import ExchangeClock
 from candlecast.config import Settings
-from candlecast.store import bans, db
+from candlecast.store import bans, db, locks
 
 if TYPE_CHECKING:
     from candlecast.exchange.rest import BinanceRest
@@ -77,6 +77,7 @@ class Services:
 def bootstrap(settings: Settings, *, migrate: bool = True) -> Services:
     """Builds the services for these settings and, by default, migrates the database."""
     engine = db.create_store_engine(settings.database_url)
+    locks.remember_state_dir(engine, settings.state_dir)
     if migrate:
         db.upgrade(engine)
     return Services(settings=settings, engine=engine)

@@ -25,29 +25,46 @@ from candlecast.scheduler import ScheduledJob, Scheduler
 from candlecast.store import candle_reads, candle_rows, registry, runs, ticks
 from candlecast.store import candles as candle_store
 from candlecast.store.db import normalize_url, sqlite_path, write_transaction
-from candlecast.store.locks import job_lock
+from candlecast.store.locks import ensure_state_folder, job_lock, state_folder
 
 log = logging.getLogger(__name__)
 TICK_CLAIMS_KEPT_MS = 7 * 86_400_000
 
 
 def token_path(settings: Settings) -> Path:
-    """Where a generated API token lives: beside a SQLite database, else in the working folder."""
+    """Where a generated API token lives: `api.token` in the state folder (locks.state_folder)."""
+    return state_folder(settings.database_url, settings.state_dir) / "api.token"
+
+
+def _old_token_path(settings: Settings) -> Path:
+    # Before the state folder: beside a SQLite database, else in the working folder.
     database = sqlite_path(normalize_url(settings.database_url))
     if database is not None:
         return database.with_name(database.name + ".token")
     return Path("candlecast-api.token").resolve()
 
 
+def _read_token(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    token = path.read_text(encoding="utf-8").strip()
+    return token if len(token) >= 16 else None
+
+
 def ensure_api_token(settings: Settings) -> tuple[str, Path | None]:
-    """The configured token, or one generated once and kept with owner-only permissions."""
+    """The configured token, or one generated once and kept with owner-only permissions.
+
+    A token file from before the state folder is still read where it is, so upgrading keeps
+    the token that clients already hold.
+    """
     if settings.api_token:
         return settings.api_token, None
     path = token_path(settings)
-    if path.exists():
-        token = path.read_text(encoding="utf-8").strip()
-        if len(token) >= 16:
-            return token, path
+    for candidate in (path, _old_token_path(settings)):
+        token = _read_token(candidate)
+        if token is not None:
+            return token, candidate
+    ensure_state_folder(path.parent)
     token = secrets.token_urlsafe(32)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:

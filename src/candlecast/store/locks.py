@@ -1,7 +1,8 @@
 """Job locks that hold across processes and replicas: a job already running is not started twice.
 
 PostgreSQL: a session-level advisory lock on a connection held for the job's duration.
-SQLite: an flock on a file beside the database. Both vanish with a crashed holder.
+SQLite: an flock on a file in the state folder (see state_folder). Both vanish with a crashed
+holder.
 """
 
 from __future__ import annotations
@@ -9,14 +10,20 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import Engine, text
 
 from candlecast.domain import JobAlreadyRunning
-from candlecast.store.db import sqlite_path
+from candlecast.store.db import normalize_url, sqlite_path
+
+# The engine execution option that carries a configured state folder (see remember_state_dir).
+STATE_DIR_OPTION = "candlecast_state_dir"
+POSTGRES_STATE_FOLDER = "candlecast-state"
 
 _memory_locks: dict[str, threading.Lock] = {}
 _memory_guard = threading.Lock()
@@ -26,6 +33,38 @@ def lock_key(name: str) -> int:
     """A stable signed 64-bit key for a lock name."""
     digest = hashlib.sha256(f"candlecast:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def state_folder(database_url: str, state_dir: Path | None = None) -> Path:
+    """Where locks and generated tokens live: `state_dir` when set, else `<db file>.state/`
+    beside a SQLite database, else `./candlecast-state/`. Not created here."""
+    if state_dir is not None:
+        return Path(state_dir).expanduser().resolve()
+    database = sqlite_path(normalize_url(database_url))
+    if database is not None:
+        return _beside(database)
+    return Path(POSTGRES_STATE_FOLDER).resolve()
+
+
+def _beside(database: Path) -> Path:
+    return database.with_name(database.name + ".state").resolve()
+
+
+def ensure_state_folder(folder: Path) -> Path:
+    """Creates the state folder (owner-only) if needed and returns it."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def remember_state_dir(engine: Engine, state_dir: Path | None) -> None:
+    """Makes job_lock on this engine use a configured state folder instead of the default."""
+    if state_dir is not None:
+        engine.update_execution_options(**{STATE_DIR_OPTION: str(state_dir)})
+
+
+def lock_file_name(name: str) -> str:
+    """A portable file name for a lock: `backfill:BTCUSDT:5m` becomes `backfill-BTCUSDT-5m.lock`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") + ".lock"
 
 
 @contextmanager
@@ -40,7 +79,9 @@ def job_lock(engine: Engine, name: str) -> Iterator[None]:
         with _memory_lock(name):
             yield
         return
-    with _file_lock(path.with_name(f"{path.name}.{name}.lock"), name):
+    configured = engine.get_execution_options().get(STATE_DIR_OPTION)
+    folder = Path(configured) if configured else _beside(path)
+    with _file_lock(ensure_state_folder(folder) / lock_file_name(name), name):
         yield
 
 
