@@ -1,10 +1,13 @@
 """The API's own surroundings: Swagger UI served from an installed package, and /metrics.
 
-Swagger UI's files come from the `swagger-ui-bundle` package, never a CDN, so the docs work on
-a machine without internet. Every URL honours the path prefix the app is served under.
+Swagger UI's files come from the `fastapi-offline` package (Swagger UI 5, which reads the
+OpenAPI 3.1 that FastAPI writes; swagger-ui-bundle's 4.15 cannot), never from a CDN, so the docs
+work on a machine without internet. Every URL honours the path prefix the app is served under.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -25,11 +28,16 @@ def _root(request: Request) -> str:
     return str(request.scope.get("root_path") or "").rstrip("/")
 
 
-def install_docs(app: FastAPI) -> None:
-    """Serves Swagger UI at /api/docs with its assets from the installed swagger-ui-bundle."""
-    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+def swagger_ui_dir() -> Path:
+    """The folder of Swagger UI's files inside the installed fastapi-offline package."""
+    import fastapi_offline
 
-    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+    return Path(fastapi_offline.__file__).resolve().parent / "static"
+
+
+def install_docs(app: FastAPI) -> None:
+    """Serves Swagger UI at /api/docs with its assets from the installed fastapi-offline."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_dir()), name="swagger-ui")
 
     @app.get(DOCS_PATH, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
@@ -39,7 +47,7 @@ def install_docs(app: FastAPI) -> None:
             title=f"{app.title} - API",
             swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
             # No badge that would ask validator.swagger.io to check the schema.
             swagger_ui_parameters={"validatorUrl": None},
         )
@@ -47,7 +55,7 @@ def install_docs(app: FastAPI) -> None:
 
 def metrics_router(metrics: Metrics) -> APIRouter:
     """GET /metrics: this process's Prometheus metrics."""
-    router = APIRouter(tags=["operations"])
+    router = APIRouter(tags=["ops"])
 
     @router.get(
         "/metrics",
