@@ -76,10 +76,19 @@ def ensure_api_token(settings: Settings) -> tuple[str, Path | None]:
 class Service:
     """Owns the scheduler, the stream thread and the start-up sequence of one process."""
 
-    def __init__(self, services: Services, runtime: Runtime, *, scheduler: bool) -> None:
+    def __init__(
+        self,
+        services: Services,
+        runtime: Runtime,
+        *,
+        scheduler: bool,
+        training: isolated.TrainingPool | None = None,
+    ) -> None:
         self.services = services
         self.runtime = runtime
         self.settings = services.settings
+        # The warm training child, shared by the scheduled trainings and the API's.
+        self.training = training or isolated.TrainingPool()
         self._scheduler_enabled = scheduler
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -106,6 +115,8 @@ class Service:
         if not self._scheduler_enabled:
             return
         self.runtime.update(scheduler_enabled=True, stream_enabled=self.settings.stream)
+        # Warm now: the start-up sequence trains soon, and the imports then cost nothing.
+        self.training.start()
         self._spawn("candlecast-startup", self._start_up)
         if self.settings.stream:
             self._spawn("candlecast-stream", self._run_stream)
@@ -115,7 +126,7 @@ class Service:
         self._stop.set()
         if self._scheduler is not None:
             self._scheduler.shutdown()
-        stopped = isolated.terminate_all()
+        stopped = self.training.stop()
         if stopped:
             log.info(
                 "stopped %d training process(es); the previous champion keeps serving", stopped
@@ -196,7 +207,7 @@ class Service:
 
     def train(self, *, force: bool = False) -> dict[str, Any]:
         """Train in a child process; a newly promoted champion serves from the next request."""
-        details = isolated.train_isolated(
+        details = self.training.train(
             self.settings,
             days=self.settings.train_days,
             force=force,
@@ -380,7 +391,8 @@ def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | 
         stream_enabled=scheduler and settings.stream,
         clock=services.clock,
     )
-    return Service(services, runtime, scheduler=scheduler), token, path
+    service = Service(services, runtime, scheduler=scheduler, training=isolated.TrainingPool())
+    return service, token, path
 
 
 def data_location(settings: Settings) -> str:
@@ -440,7 +452,7 @@ def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> N
 
     service, token, path = build(settings, scheduler=scheduler)
     redact(token)
-    app = create_app(service.services, service.runtime)
+    app = create_app(service.services, service.runtime, trainer=service.training.train)
     service.after_refresh.append(lambda: warm_series(app, settings))
     # Warm once at start too, so the first chart request does not pay for the full read.
     threading.Thread(target=warm_series, args=(app, settings), daemon=True).start()
