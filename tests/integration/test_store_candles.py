@@ -123,7 +123,7 @@ def test_gaps_and_missing_ranges(engine: Engine) -> None:
 
 def test_results_do_not_depend_on_the_session_timezone(database_url: str) -> None:
     if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite has no session timezone")
+        pytest.skip("not applicable: SQLite has no session timezone")
     shifted = db.create_store_engine(
         database_url.replace("search_path", "timezone=Pacific/Kiritimati -c search_path")
     )
@@ -151,7 +151,7 @@ def test_migrations_are_idempotent(engine: Engine) -> None:
 
 def test_direct_copy_falls_back_to_upsert_when_another_writer_raced(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
-        pytest.skip("the direct COPY path exists only on PostgreSQL")
+        pytest.skip("not applicable: the direct COPY path exists only on PostgreSQL")
     from candlecast.store.candles import _copy_new_postgresql, _write_postgresql
 
     _write(engine, [_row(0)])
