@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, missing_browser
+from tests.e2e.harness import (
+    ADMINER_URL,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LIVE_START,
+    Live,
+    live_service,
+    missing_browser,
+)
+from tests.shared_data import MAIN_CSV, shared_data_path
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +53,21 @@ def context_factory(browser: Any) -> Iterator[Any]:
     yield make
     for context in opened:
         context.close()
+
+
+@pytest.fixture(scope="package")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """One service for the browser tests that need data and a model: backfilled, trained,
+    forecasting and following the stream, served under /candlecast behind a stripping proxy,
+    with an Adminer link in its nav. Shared by the package's modules (one backfill and one
+    training instead of one per module) and stopped after the package's last test."""
+    reason = missing_browser()
+    if reason:
+        pytest.skip(f"browser tests skipped: {reason}")
+    with live_service(
+        tmp_path_factory.mktemp("live"),
+        csv_path=shared_data_path(MAIN_CSV),
+        start=LIVE_START,
+        CANDLECAST_ADMINER_URL=ADMINER_URL,
+    ) as service:
+        yield service

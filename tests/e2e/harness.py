@@ -21,6 +21,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 REPO = Path(__file__).resolve().parents[2]
 PAGES = ("/", "/charts", "/forecasts", "/models", "/jobs", "/guide", "/guide/architecture")
+# The replay starts mid-candle; at 60x a 5m candle closes every 5 s.
+LIVE_START = "2025-09-20T12:02:30Z"
+# Where the live service's nav says Adminer is (nothing listens: links are only checked).
+ADMINER_URL = "http://127.0.0.1:9/adminer/"
 
 
 def missing_browser() -> str | None:
@@ -156,6 +160,42 @@ def wait_ready(page: Any, *, timeout: float = 20) -> float:
     raise AssertionError(f"{page.url} did not finish drawing within {timeout:.0f} s")
 
 
+_LAYOUT_JS = """() => {
+  const problems = [];
+  const doc = document.documentElement;
+  if (doc.scrollWidth > doc.clientWidth) {
+    problems.push("the page scrolls sideways: " + doc.scrollWidth + " > " + doc.clientWidth);
+  }
+  document.querySelectorAll(".nav a").forEach((a) => {
+    const box = a.getBoundingClientRect();
+    if (box.left < 0 || box.right > doc.clientWidth) {
+      problems.push("nav entry cut off: " + a.textContent.trim());
+    }
+  });
+  document.querySelectorAll("table").forEach((table, i) => {
+    const name = table.id || table.className || "table " + i;
+    const block = getComputedStyle(table).display === "block";
+    const box = block ? table : table.parentElement;
+    if (box.scrollWidth <= box.clientWidth + 1) return;
+    const style = getComputedStyle(box);
+    // Markdown tables may scroll inside their box when shadows at the edges say so.
+    const cued = table.closest(".doc") && ["auto", "scroll"].includes(style.overflowX) &&
+      style.backgroundImage.includes("gradient");
+    if (!cued) {
+      problems.push("table " + name + " is cut: " + box.scrollWidth + " > " + box.clientWidth);
+    }
+  });
+  return problems;
+}"""
+
+
+def layout_problems(page: Any) -> list[str]:
+    """What does not fit the viewport: sideways scrolling of the page, a nav entry cut off, a
+    table wider than its box (save Markdown tables that scroll with a visible cue)."""
+    problems: list[str] = page.evaluate(_LAYOUT_JS)
+    return problems
+
+
 def shoot(page: Any, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
@@ -191,15 +231,17 @@ class PrefixProxy:
 
     async def _forward(self, request: Any) -> Any:
         from aiohttp import web
+        from yarl import URL
 
-        path = request.rel_url.path
-        self.seen.append(str(request.rel_url))
+        # The raw target, still percent-encoded, as a proxy forwards it (no normalizing).
+        raw = request.raw_path
+        path, _, query = raw.partition("?")
+        self.seen.append(raw)
         if path != self.prefix and not path.startswith(self.prefix + "/"):
-            self.outside.append(str(request.rel_url))
+            self.outside.append(raw)
             return web.Response(status=404, text=f"{path} is outside {self.prefix}")
         inner = path[len(self.prefix) :] or "/"
-        query = request.rel_url.query_string
-        url = self.upstream + inner + (f"?{query}" if query else "")
+        url = URL(self.upstream + inner + (f"?{query}" if query else ""), encoded=True)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         headers["X-Forwarded-Prefix"] = self.prefix
         body = await request.read()
@@ -252,3 +294,57 @@ class PrefixProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+
+@dataclass
+class Live:
+    """A running service reached through a prefix proxy, as a deployment behind Traefik is."""
+
+    server: Server
+    proxy: PrefixProxy
+
+    @property
+    def base_url(self) -> str:
+        """The public URL, prefix included (http://127.0.0.1:PORT/candlecast)."""
+        return self.proxy.base_url
+
+    def get(self, path: str) -> httpx.Response:
+        """GET through the proxy, as a browser would."""
+        return httpx.get(self.base_url + path, timeout=10)
+
+    def log(self) -> str:
+        return self.server.log()
+
+
+@contextmanager
+def live_service(
+    tmp_path: Path, *, csv_path: Path, start: str, prefix: str = "/candlecast", **settings: str
+) -> Iterator[Live]:
+    """The fake exchange at 60x, `candlecast serve` under `prefix` with 7 days of candles, and
+    a stripping proxy in front; yields once a model has made its first forecast."""
+    from candlecast.domain import parse_iso_utc
+    from tests.fake_exchange.server import FakeExchange
+
+    fake = FakeExchange(
+        csv_path=csv_path, start_ms=parse_iso_utc(start), speed=60.0, ws_update_ms=100
+    ).start()
+    days = {"CANDLECAST_BACKFILL_DAYS": "7", "CANDLECAST_TRAIN_DAYS": "7"}
+    try:
+        with (
+            serve(
+                tmp_path,
+                binance_url=fake.base_url,
+                ws_url=fake.ws_url,
+                CANDLECAST_ROOT_PATH=prefix,
+                **{**days, **settings},
+            ) as server,
+            PrefixProxy(server.base_url, prefix) as proxy,
+        ):
+
+            def forecasting() -> bool:
+                return server.get("/api/forecast").status_code == 200
+
+            wait_for(forecasting, timeout=90, what=f"a model and a forecast\n{server.log()}")
+            yield Live(server, proxy)
+    finally:
+        fake.stop()

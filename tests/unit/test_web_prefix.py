@@ -23,7 +23,7 @@ PAGES = ("/", "/charts", "/forecasts", "/models", "/jobs", "/guide", "/guide/", 
 _URL_ATTR = re.compile(r'\b(?:href|src|content)="([^"]*)"')
 
 
-def _client(tmp_path: Path, *, root_path: str, **settings: str) -> TestClient:
+def _client(tmp_path: Path, *, root_path: str, adminer_url: str | None = None) -> TestClient:
     docs = tmp_path / "docs"
     docs.mkdir(exist_ok=True)
     (docs / "index.md").write_text(
@@ -31,7 +31,7 @@ def _client(tmp_path: Path, *, root_path: str, **settings: str) -> TestClient:
     )
     (docs / "api.md").write_text("# API\n\n![d](diagram.svg) [home](index.md)\n")
     (docs / "diagram.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
-    config = Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}", **settings)
+    config = Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}", adminer_url=adminer_url)
     services = Services(settings=config, engine=create_engine("sqlite://"))
     app = FastAPI()
     mount(app, services=services, runtime=Runtime(), docs_dir=docs)

@@ -6,6 +6,7 @@ page and the API can never disagree. Nothing here computes a metric.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -83,16 +84,25 @@ class VersionProbe:
         return newest
 
     def current(self) -> tuple[str, dict[str, Any]]:
-        """(ETag, body) of the live state: version, newest candle, stream and scheduler."""
+        """(ETag, body) of the live state: version, newest candle, stream and scheduler, the
+        connection to the exchange, and the exchange's clock.
+
+        The clock is left out of the tag (it changes every call): pages measure their skew
+        from a 200 answer, and a 304 only says that nothing else changed.
+        """
         snapshot = self._runtime.snapshot()
         newest = self._newest()
+        connection = self._runtime.connection()
         flags = {name: bool(snapshot[name]) for name in _FLAGS}
         bits = "".join("1" if flags[name] else "0" for name in _FLAGS)
-        tag = f'W/"{snapshot["version"]}-{newest or 0}-{bits}"'
+        link = hashlib.sha256(json.dumps(connection, sort_keys=True).encode()).hexdigest()[:8]
+        tag = f'W/"{snapshot["version"]}-{newest or 0}-{bits}-{link}"'
         body = {
             "version": snapshot["version"],
             "last_candle_time": iso_utc(newest) if newest else None,
             **flags,
+            "connection": connection,
+            "exchange_now_ms": self._runtime.exchange_now_ms(),
         }
         return tag, body
 
@@ -192,8 +202,10 @@ def _version_router(probe: VersionProbe) -> APIRouter:
     )
     def version(request: Request) -> Response:
         """A tiny probe the dashboard polls: the runtime version, the newest candle's open time,
-        and whether the stream and scheduler run, with an ETag. Send `If-None-Match` to get 304
-        until a candle or a forecast lands or a status changes."""
+        whether the stream and scheduler run, the connection to the exchange (`state`, `reason`,
+        `hint`, `next_retry_at`) and the exchange's clock (`exchange_now_ms`), with an ETag.
+        Send `If-None-Match` to get 304 until a candle or a forecast lands or a status
+        changes."""
         tag, body = probe.current()
         headers = {"ETag": tag, "Cache-Control": "no-cache"}
         if request.headers.get("if-none-match") == tag:

@@ -44,16 +44,52 @@
   }
   const mean = (a) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : NaN);
 
+  // The validation period is shaded only where it splits the window; when it covers all of
+  // it (or none), a full-window block would highlight nothing, so the note says it in words.
   function shading(metrics, s) {
-    if (!metrics) return [];
+    if (!metrics) {
+      CC.text("shade-note", "");
+      return [];
+    }
     const start = Date.parse(metrics.validation_start);
     const first = s.time[0];
     const last = s.time[s.time.length - 1] + s.bucket_ms;
-    if (!(start < last)) return [];
+    const since = CC.time(start);
+    if (start <= first) {
+      CC.text("candles-note", "all out of sample");
+      CC.text("shade-note", "All of this window is out of sample: the model's validation " +
+        "period began " + since + ", before the first candle shown, so it never trained on " +
+        "any of them. No shading is drawn, as it would cover the whole chart.");
+      return [];
+    }
+    if (start >= last) {
+      CC.text("candles-note", "all in the training data");
+      CC.text("shade-note", "Every candle shown was in the model's training data (its " +
+        "validation period begins " + since + ", after this window): forecasts here are " +
+        "in-sample and look better than live ones. Choose a shorter window to see " +
+        "out-of-sample forecasts.");
+      return [];
+    }
+    CC.text("candles-note", "shaded: out of sample, from " + since);
+    CC.text("shade-note", "The shaded part, from " + since + " on, is the model's " +
+      "validation period and what followed it: the model never trained on those candles. " +
+      "Left of it the forecasts are in-sample and look better than live ones.");
     const c = CC.colors();
-    return [{ type: "rect", xref: "x", yref: "paper", x0: CC.lx(Math.max(start, first)),
-      x1: CC.lx(last), y0: 0, y1: 1, fillcolor: c.shade, opacity: 0.55, line: { width: 0 },
-      layer: "below" }];
+    return [{ type: "rect", xref: "x", yref: "paper", x0: CC.lx(start), x1: CC.lx(last),
+      y0: 0, y1: 1, fillcolor: c.shade, opacity: 0.55, line: { width: 0 }, layer: "below" }];
+  }
+
+  // Whether every forecast close shown equals the close it was made from (persistence): the
+  // close model is then gated to persistence, and its line hides the persistence line.
+  function coincides(s) {
+    let n = 0;
+    for (let i = 0; i < s.time.length; i++) {
+      const f = s.close_next[i];
+      if (f == null) continue;
+      if (Math.abs(f - s.close[i]) > 1e-9 * Math.abs(s.close[i])) return false;
+      n += 1;
+    }
+    return n > 0;
   }
 
   function draw(s, metrics) {
@@ -82,17 +118,28 @@
     const skill = 1 - maeModel / maePersist;
     CC.text("close-stats", "MAE " + CC.price(maeModel) + " vs persistence " +
       CC.price(maePersist) + " · skill " + CC.signed(skill, 3));
-    CC.text("close-note", "Over the " + d.modelAbs.length + " scored forecasts shown" +
+    const same = coincides(s);
+    const closeFit = metrics && metrics.validation && metrics.validation.close;
+    const gated = same && closeFit && closeFit.weight === 0;
+    CC.text("close-note", (same ? (gated ? "The close model is gated to persistence: it " +
+      "showed no skill over it on validation, so it forecasts the last close and the " +
+      "predicted and persistence lines coincide. " : "Every close forecast shown equals " +
+      "the last close (persistence): the predicted and persistence lines coincide. ") : "") +
+      "Over the " + d.modelAbs.length + " scored forecasts shown" +
       (down ? " (the last candle of each point)" : "") + ": " +
       CC.skillNote(skill, "persistence (next close = last close)") + ".");
-    const close = CC.plot("chart-close", [
+    const closeTraces = [
       { type: "scatter", mode: "lines", name: "real close", x: x, y: s.close,
         line: { color: c.text, width: 1.4 } },
-      { type: "scatter", mode: "lines", name: "predicted close", x: d.xPred, y: s.close_next,
-        line: { color: c.pred, width: 1.2 } },
-      { type: "scatter", mode: "lines", name: "persistence", x: d.xPred, y: s.close,
-        line: { color: c.base, width: 1, dash: "dot" }, visible: "legendonly" },
-    ], Object.assign({ yaxis: { tickformat: ",.0f" } }, ax));
+      { type: "scatter", mode: "lines", name: same ? "predicted = persistence" :
+        "predicted close", x: d.xPred, y: s.close_next, line: { color: c.pred, width: 1.2 } },
+    ];
+    if (!same) {
+      closeTraces.push({ type: "scatter", mode: "lines", name: "persistence", x: d.xPred,
+        y: s.close, line: { color: c.base, width: 1, dash: "dot" }, visible: "legendonly" });
+    }
+    const close = CC.plot("chart-close", closeTraces,
+      Object.assign({ yaxis: { tickformat: ",.0f" } }, ax));
 
     if (!d.modelAbs.length) {
       // Nothing to score yet: say so instead of drawing empty axes.
@@ -203,8 +250,7 @@
         "right after the backfill, and its forecasts appear here by themselves.");
     }
     if (mine !== token) return null;
-    CC.text("candles-note", metrics ? "shaded: from the validation start (" +
-      CC.time(metrics.validation_start) + "); the model never trained on it" : "no model yet");
+    if (!metrics) CC.text("candles-note", "no model yet");
     return draw(series.data, metrics);
   }
 

@@ -70,6 +70,9 @@
     day: "numeric", hour: "2-digit", minute: "2-digit" });
   const tf = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
   CC.time = (t) => (t == null ? "–" : dtf.format(new Date(CC.ms(t))));
+  const sdf = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric",
+    hour: "2-digit", minute: "2-digit" });
+  CC.shortTime = (t) => (t == null ? "–" : sdf.format(new Date(CC.ms(t))));
   CC.clock = (t) => (t == null ? "–" : tf.format(new Date(CC.ms(t))));
   CC.tzLabel = (function () {
     const minutes = -new Date().getTimezoneOffset();
@@ -80,14 +83,30 @@
     try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
     return "UTC" + sign + hh + ":" + mm + (zone ? ", " + zone : "");
   })();
-  CC.ago = function (t) {
-    const seconds = Math.round((Date.now() - CC.ms(t)) / 1000);
+  // --- Clocks ----------------------------------------------------------------------------
+  // Candle ages read the exchange's clock, job and retry times the service host's clock: both
+  // measured against the browser's on every fresh /api/version answer, so a host or a browser
+  // whose clock is hours off still shows "closed 2 min ago".
+  let exchangeSkew = 0;
+  let hostSkew = 0;
+  CC.now = () => Date.now() + exchangeSkew;
+  CC.hostNow = () => Date.now() + hostSkew;
+  function measureClocks(response, data, sent, received) {
+    const mid = (sent + received) / 2;
+    if (typeof data.exchange_now_ms === "number") exchangeSkew = data.exchange_now_ms - mid;
+    // The Date header counts whole seconds: under 2 s apart is the same clock.
+    const date = Date.parse(response.headers.get("Date") || "") + 500;
+    if (isFinite(date)) hostSkew = Math.abs(date - mid) < 2000 ? 0 : date - mid;
+  }
+  CC.ago = function (t, now) {
+    const seconds = Math.round(((now == null ? CC.now() : now) - CC.ms(t)) / 1000);
     if (!isFinite(seconds)) return "–";
     const abs = Math.abs(seconds);
     const unit = abs < 90 ? [abs, "s"] : abs < 5400 ? [Math.round(abs / 60), "min"] :
       abs < 172800 ? [Math.round(abs / 3600), "h"] : [Math.round(abs / 86400), "days"];
     return seconds >= 0 ? unit[0] + " " + unit[1] + " ago" : "in " + unit[0] + " " + unit[1];
   };
+  CC.agoHost = (t) => CC.ago(t, CC.hostNow());
   CC.duration = function (s) {
     if (s == null || !isFinite(s)) return "–";
     if (s < 1) return Math.round(s * 1000) + " ms";
@@ -158,10 +177,13 @@
     const failed = (jobs.data.runs || []).find((r) => r.status === "failed" &&
       EXCHANGE_ERRORS.test(String((r.details || {}).error_type || "")));
     if (failed) {
+      const conn = last && last.connection;
+      const advice = conn && conn.state === "offline" ? "What to check is in the red banner " +
+        "above; this page fills in by itself once the exchange answers." :
+        (conn && conn.hint ? conn.hint + " " : "") + "The service keeps retrying by itself.";
       return { exchange: true, title: "The exchange is unreachable",
         text: "No candles are stored yet: the last " + failed.name + " failed (" +
-          (failed.details.error || failed.details.error_type) + "). The service keeps " +
-          "retrying on its schedule; nothing needs to be done here." };
+          (failed.details.error || failed.details.error_type) + "). " + advice };
     }
     const running = (jobs.data.runs || []).find((r) => r.status === "running");
     return { title: "No data yet", text: running
@@ -225,6 +247,46 @@
     });
   };
 
+  // --- Tables ----------------------------------------------------------------------------
+  // A table that does not fit its box is shown as one card per row, each cell labelled with
+  // its column, rather than cut off or scrolled sideways. Checked whenever its rows change or
+  // the window is resized; pages only fill in their tbody.
+  function labelCells(table) {
+    const heads = Array.from(table.querySelectorAll("thead th")).map((th) =>
+      th.dataset.label || th.textContent.replace(/\s+/g, " ").trim());
+    table.querySelectorAll("tbody tr").forEach((tr) => {
+      let col = 0;
+      Array.from(tr.cells).forEach((td) => {
+        if (td.colSpan === 1 && heads[col]) td.dataset.label = heads[col];
+        col += td.colSpan;
+      });
+    });
+  }
+  function fit(table) {
+    const box = table.parentElement;
+    if (!box || !box.clientWidth) return;
+    table.classList.remove("stacked");
+    if (table.scrollWidth > box.clientWidth + 1) table.classList.add("stacked");
+  }
+  CC.fitTables = () => document.querySelectorAll("table.fit").forEach(fit);
+  document.addEventListener("DOMContentLoaded", () => {
+    const tables = document.querySelectorAll("table.fit");
+    const watcher = new MutationObserver((records) => {
+      const touched = new Set(records.map((r) => r.target.closest("table")));
+      touched.forEach((table) => { if (table) { labelCells(table); fit(table); } });
+    });
+    tables.forEach((table) => {
+      labelCells(table);
+      fit(table);
+      if (table.tBodies[0]) watcher.observe(table.tBodies[0], { childList: true });
+    });
+    let pending = 0;
+    window.addEventListener("resize", () => {
+      cancelAnimationFrame(pending);
+      pending = requestAnimationFrame(CC.fitTables);
+    });
+  });
+
   // --- Theme -----------------------------------------------------------------------------
   function applyTheme(theme) {
     document.documentElement.setAttribute("data-theme", theme);
@@ -260,30 +322,76 @@
     listeners.push(fn);
     if (last) fn(last, true);
   };
-  function setLive(state, text) {
+  // The header's dot: how the service reaches the exchange (live, degraded, offline).
+  const LABELS = { live: "live", degraded: "degraded", offline: "offline",
+    starting: "starting…", passive: "API only" };
+  const TITLES = {
+    live: "Live: the exchange's stream delivers each candle as it closes.",
+    degraded: "Degraded: candles arrive by REST polling, not the live stream.",
+    offline: "Offline: the exchange cannot be reached.",
+    starting: "Starting: waiting for the exchange's first answer.",
+    passive: "This process serves the API only; another process follows the exchange.",
+  };
+  function retryText(iso) {
+    if (!iso) return "The service keeps retrying by itself.";
+    const due = CC.ms(iso) - CC.hostNow();
+    return due > 0 ? "Next retry " + CC.agoHost(iso) + " (at " + CC.clock(iso) + ")." :
+      "Retrying now.";
+  }
+  CC.retryText = retryText;
+  function showConnection(conn, serverError) {
     const el = CC.$("live");
-    if (!el) return;
-    el.dataset.state = state;
-    el.textContent = text;
+    const banner = CC.$("conn-banner");
+    let state = "starting";
+    let title = TITLES.starting;
+    let message = "";
+    if (serverError) {
+      state = "unreachable";
+      title = "The candlecast server does not answer (" + serverError + ").";
+      message = title + " This page keeps asking every few seconds and catches up by itself.";
+    } else if (conn) {
+      state = LABELS[conn.state] ? conn.state : "starting";
+      title = TITLES[state] + (conn.reason ? " " + conn.reason : "");
+      if (state === "offline") {
+        message = "Offline: the exchange cannot be reached (" + (conn.reason || "no answer") +
+          "). " + (conn.hint ? conn.hint + " " : "") + retryText(conn.next_retry_at);
+      }
+    }
+    if (el) {
+      el.dataset.state = state;
+      el.textContent = state === "unreachable" ? "no server" : LABELS[state];
+      el.title = title;
+    }
+    if (banner) {
+      banner.hidden = !message;
+      banner.textContent = message;
+    }
   }
   async function poll() {
     clearTimeout(timer);
     if (document.hidden) { timer = setTimeout(poll, CC.POLL_MS * 5); return; }
     let changed = false;
     try {
-      // The browser revalidates with If-None-Match itself ("no-cache"): a 304 costs no body,
-      // and the page sees the cached answer with the same ETag.
-      const response = await fetch(CC.url("/api/version"), { cache: "no-cache" });
-      const tag = response.headers.get("ETag");
-      if (response.ok && (tag === null || tag !== etag)) {
-        etag = tag;
-        last = await response.json();
+      // Revalidated by hand, past the browser's cache: every 200 carries a fresh exchange clock
+      // to measure the skew against, and a 304 costs no body.
+      const sent = Date.now();
+      const response = await fetch(CC.url("/api/version"), { cache: "no-store",
+        headers: etag ? { "If-None-Match": etag } : {} });
+      const received = Date.now();
+      if (response.status === 200) {
+        const data = await response.json();
+        etag = response.headers.get("ETag");
+        measureClocks(response, data, sent, received);
+        last = data;
         changed = true;
         prefetch(last);
+      } else if (response.status !== 304) {
+        throw new Error("HTTP " + response.status);
       }
-      setLive("live", "live");
+      showConnection(last && last.connection, null);
     } catch (e) {
-      setLive("offline", "offline");
+      showConnection(null, e && e.message && e.message.startsWith("HTTP") ? e.message :
+        "no answer");
     }
     if (changed) {
       const first = listeners.first === undefined;

@@ -126,9 +126,9 @@
       const called = o.prob == null ? "–" : o.prob > 0.5 ? "up" : "down";
       const hit = o.real == null ? "" : ((o.prob > 0.5) === (o.real > o.last) ? " ✓" : " ✗");
       return CC.h("tr", {}, [
-        CC.h("td", { text: CC.time(o.t) }),
+        CC.h("td", { text: CC.shortTime(o.t) }),
         CC.h("td", { cls: "num", text: CC.price(o.pred) }),
-        CC.h("td", { cls: "num", text: CC.price(o.lo) + " – " + CC.price(o.hi) }),
+        CC.h("td", { cls: "num" }, [CC.price(o.lo) + " –", CC.h("br"), CC.price(o.hi)]),
         CC.h("td", { cls: "num", text: o.real == null ? "pending" : CC.price(o.real) }),
         CC.h("td", { cls: "num", text: CC.signed(o.err, 2) }),
         CC.h("td", { cls: "num", text: CC.signed(o.perr, 2) }),

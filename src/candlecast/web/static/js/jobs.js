@@ -24,7 +24,8 @@
     const runs = data.next_runs || [];
     list.replaceChildren(...(runs.length ? runs.map((r) => CC.h("li", {}, [
       CC.h("span", { text: r.name }),
-      CC.h("span", { cls: "num", text: CC.clock(r.next_run) + " (" + CC.ago(r.next_run) + ")" }),
+      CC.h("span", { cls: "num",
+        text: CC.clock(r.next_run) + " (" + CC.agoHost(r.next_run) + ")" }),
     ])) : [CC.h("li", { cls: "sub", text: data.scheduler_enabled ? "the scheduler starts " +
       "after the first backfill and training" : "this process runs no scheduler (a worker " +
       "does)" })]));
@@ -38,7 +39,7 @@
     CC.text("j-count", String(rows.length));
     CC.text("j-failed", String(failed.length), "kpi-value num " + (failed.length ? "down" : ""));
     CC.text("j-median", durations.length ? CC.duration(durations[durations.length >> 1]) : "–");
-    CC.text("j-lastfail", failed.length ? CC.ago(failed[0].started_at) : "none");
+    CC.text("j-lastfail", failed.length ? CC.agoHost(failed[0].started_at) : "none");
     const body = document.querySelector("#runs tbody");
     if (!rows.length) {
       body.replaceChildren(CC.h("tr", {}, [CC.h("td", { colspan: "7", cls: "sub",

@@ -24,7 +24,7 @@
         CC.h("td", { cls: "num", text: f.strong_baseline_mae == null ? "" :
           CC.price(f.strong_baseline_mae) }),
         f.strong_skill == null ? CC.h("td", {}) : skillCell(f.strong_skill),
-        CC.h("td", { cls: "sub", text: CC.skillNote(f.skill, f.baseline || "the baseline") }),
+        CC.h("td", { cls: "sub wrap", text: CC.skillNote(f.skill, f.baseline || "the baseline") }),
       ]);
     });
     document.querySelector("#champion-table tbody").replaceChildren(...rows);
@@ -42,8 +42,9 @@
       const cell = (t) => {
         const f = v[t];
         if (!f) return CC.h("td", { cls: "num", text: "–" });
-        const strong = f.strong_skill == null ? "" : " (" + CC.signed(f.strong_skill, 3) + ")";
-        return CC.h("td", { cls: "num", text: CC.signed(f.skill, 3) + strong });
+        const strong = f.strong_skill == null ? [] : [CC.h("span", { cls: "aside",
+          text: "(" + CC.signed(f.strong_skill, 3) + ")" })];
+        return CC.h("td", { cls: "num" }, [CC.signed(f.skill, 3), ...strong]);
       };
       const d = v.direction || {};
       const status = m.id === championId ? "good" : m.status === "retired" ? "" : "warn";
@@ -51,7 +52,8 @@
         CC.h("td", { text: "#" + m.id }),
         CC.h("td", {}, [CC.h("span", { cls: "badge " + status, text: m.status })]),
         CC.h("td", { text: CC.time(m.created_at) }),
-        CC.h("td", { text: CC.time(m.train_start) + " – " + CC.time(m.train_end) }),
+        CC.h("td", { cls: "wrap" }, [CC.time(m.train_start) + " –", CC.h("br"),
+          CC.time(m.train_end)]),
         cell("close"), cell("high"), cell("low"), cell("range"),
         CC.h("td", { cls: "num", text: CC.num(d.brier, 4) + " / " + CC.num(d.brier_baseline, 4) }),
       ]);
@@ -63,7 +65,7 @@
         CC.h("td", { text: "#" + m.id }),
         CC.h("td", {}, [CC.h("span", { cls: "badge " + (d.promote ? "good" : "warn"),
           text: d.promote ? "promoted" : "kept as challenger" })]),
-        CC.h("td", { text: d.reason || "–" }),
+        CC.h("td", { cls: "wrap", text: d.reason || "–" }),
         CC.h("td", { cls: "num", text: CC.num(d.new_loss, 4) }),
         CC.h("td", { cls: "num", text: CC.num(d.champion_loss, 4) }),
         CC.h("td", { cls: "num", text: d.rows == null ? "–" : String(d.rows) }),

@@ -105,8 +105,8 @@
     const next = jobs && jobs.next_runs && jobs.next_runs[0];
     CC.text("st-next", next ? next.name + " at " + CC.clock(next.next_run) : "none scheduled");
     const run = jobs && jobs.runs && jobs.runs[0];
-    CC.text("st-job", run ? run.name + " · " + run.status + " · " + CC.ago(run.started_at) : "–",
-      run && run.status === "failed" ? "down" : "");
+    const job = run ? run.name + " · " + run.status + " · " + CC.agoHost(run.started_at) : "–";
+    CC.text("st-job", job, run && run.status === "failed" ? "down" : "");
   }
 
   function drawChart(cols, forecast) {
