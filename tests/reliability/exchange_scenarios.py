@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,13 +16,23 @@ from sqlalchemy import Engine
 
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
+from candlecast.domain import IPBanned
 from candlecast.exchange.rest import KLINES_WEIGHT, BinanceRest
 from candlecast.jobs import sync
 from candlecast.runtime import Runtime
 from candlecast.service import Service
 from candlecast.store import candle_reads
 from tests.fake_exchange.server import FakeExchange
-from tests.reliability.support import DAY_MS, STEP, Tally, check_exact, closed_window
+from tests.reliability.support import (
+    DAY_MS,
+    STEP,
+    Tally,
+    check_exact,
+    cli,
+    cli_environment,
+    cli_log,
+    closed_window,
+)
 
 SYMBOL, INTERVAL = "BTCUSDT", "5m"
 
@@ -200,3 +211,56 @@ def stream_fault_run(
     tally.faults = injected_faults(fake) + fake.stats.ws_connections - 1
     fake.clear_faults()
     return tally
+
+
+def reliability_settings(database_url: str, base_url: str) -> Settings:
+    """Settings for in-process services against the fake exchange."""
+    return Settings(
+        database_url=database_url,
+        binance_url=base_url,
+        binance_ws_url=base_url.replace("http", "ws", 1),
+        http_max_retries=2,
+        api_token="reliability-token-0123456789",
+    )
+
+
+def ban_run(
+    engine: Engine, database_url: str, fake: FakeExchange, folder: Path, *, ban_seconds: int
+) -> tuple[Tally, dict[str, Any]]:
+    """A 418 mid-backfill: no request leaves this process (a new client) or a new process
+    until the ban ends; then a backfill completes exactly."""
+    fake.clock.set(speed=0)
+    fake.set_faults(every_418=2, retry_after_418=str(ban_seconds), ban_persists=True)
+    services = Services(settings=reliability_settings(database_url, fake.base_url), engine=engine)
+    banned_at = time.monotonic()
+    figures: dict[str, Any] = {}
+    try:
+        with services.exchange() as client:
+            sync.backfill(engine, client, symbol=SYMBOL, interval=INTERVAL, days=10)
+        figures["first_run"] = "not banned"
+    except IPBanned:
+        figures["first_run"] = "banned"
+    # Requests already in flight on other threads when the 418 came back may still arrive.
+    before = fake.fault_counters()
+    try:
+        with services.exchange() as client:
+            sync.backfill(engine, client, symbol=SYMBOL, interval=INTERVAL, days=10)
+        figures["second_client"] = "not banned"
+    except IPBanned:
+        figures["second_client"] = "banned"
+    env = cli_environment(database_url, fake.base_url)
+    (folder / "cli.log").unlink(missing_ok=True)
+    figures["restarted_cli_exit"] = cli(["backfill", "--days", "10"], env, folder).wait(60)
+    figures["restarted_cli_said_banned"] = "banned" in cli_log(folder)
+    figures["checked_within_ban"] = time.monotonic() - banned_at < ban_seconds
+    after = fake.fault_counters()
+    figures["requests_while_banned"] = after["requests"] - before["requests"]
+    time.sleep(max(0.0, ban_seconds + 0.5 - (time.monotonic() - banned_at)))
+    fake.set_faults(every_418=0, ban_persists=False)
+    figures["after_ban_exit"] = cli(["backfill", "--days", "10"], env, folder).wait(120)
+    now = fake.clock.now_ms()
+    first, last = closed_window(now, 10)
+    tally = check_exact(engine, fake.market, first=first, last=last, exchange_now=now)
+    tally.faults = 1
+    fake.clear_faults()
+    return tally, figures

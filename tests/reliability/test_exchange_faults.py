@@ -9,28 +9,22 @@ Figure: candles checked, and lost / duplicated / partial / wrong counts (all mus
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from candlecast.bootstrap import Services
-from candlecast.config import Settings
-from candlecast.domain import IPBanned
-from candlecast.jobs import sync
 from candlecast.store import bans, db
 from tests.fake_exchange.fixtures import MAIN_CSV, FakeExchangeFactory
 from tests.reliability.exchange_scenarios import (
-    INTERVAL,
     REST_FAULTS,
     STREAM_FAULTS,
-    SYMBOL,
+    ban_run,
+    reliability_settings,
     rest_fault_run,
     stream_fault_run,
     weight_budget_run,
 )
-from tests.reliability.support import check_exact, cli, cli_environment, cli_log, closed_window
 
 pytestmark = pytest.mark.shared_data
 
@@ -58,16 +52,6 @@ def test_after_a_429_the_client_waits_and_keeps_its_weight_budget(
     assert figures["max_weight_per_minute"] <= 20 and figures["minutes"] >= 2, figures
 
 
-def _settings(database_url: str, base_url: str) -> Settings:
-    return Settings(
-        database_url=database_url,
-        binance_url=base_url,
-        binance_ws_url=base_url.replace("http", "ws", 1),
-        http_max_retries=2,
-        api_token="reliability-token-0123456789",
-    )
-
-
 def test_a_ban_is_stored_once_and_the_later_end_wins(engine: Engine) -> None:
     url = "http://exchange.test"
     with db.write_transaction(engine) as connection:
@@ -91,34 +75,15 @@ def test_418_stops_every_request_until_the_ban_ends_even_after_a_restart(
     engine = db.create_store_engine(database_url)
     db.upgrade(engine)
     fake = fake_exchange(MAIN_CSV, start=START)
-    fake.clock.set(speed=0)
-    ban_seconds = 6
-    fake.set_faults(every_418=2, retry_after_418=str(ban_seconds), ban_persists=True)
-    services = Services(settings=_settings(database_url, fake.base_url), engine=engine)
-    banned_at = time.monotonic()
-    with pytest.raises(IPBanned), services.exchange() as client:
-        sync.backfill(engine, client, symbol=SYMBOL, interval=INTERVAL, days=10)
-    # Requests already in flight on other threads when the 418 came back may still arrive.
-    before = fake.fault_counters()
-    # A new client in this process, then a new process: neither may send a single request.
-    with pytest.raises(IPBanned), services.exchange() as client:
-        sync.backfill(engine, client, symbol=SYMBOL, interval=INTERVAL, days=10)
-    env = cli_environment(database_url, fake.base_url)
-    process = cli(["backfill", "--days", "10"], env, tmp_path)
-    assert process.wait(timeout=60) == 1, cli_log(tmp_path)
-    assert "banned" in cli_log(tmp_path), cli_log(tmp_path)
-    assert time.monotonic() - banned_at < ban_seconds, "the check ran past the ban"
-    assert fake.fault_counters() == before
-
-    time.sleep(max(0.0, ban_seconds + 0.5 - (time.monotonic() - banned_at)))
-    fake.set_faults(every_418=0, ban_persists=False)
-    process = cli(["backfill", "--days", "10"], env, tmp_path)
-    assert process.wait(timeout=120) == 0, cli_log(tmp_path)
-    first, last = closed_window(fake.clock.now_ms(), 10)
-    tally = check_exact(
-        engine, fake.market, first=first, last=last, exchange_now=fake.clock.now_ms()
-    )
-    assert tally.exact and tally.checked == (last - first) // 300_000 + 1, tally
+    try:
+        tally, figures = ban_run(engine, database_url, fake, tmp_path, ban_seconds=12)
+    finally:
+        engine.dispose()
+    assert figures["requests_while_banned"] == 0, figures
+    assert figures["restarted_cli_exit"] == 1 and figures["restarted_cli_said_banned"], figures
+    assert figures["checked_within_ban"], figures
+    assert figures["after_ban_exit"] == 0, figures
+    assert tally.exact and tally.checked > 2800, tally
 
 
 @pytest.mark.parametrize("fault", list(STREAM_FAULTS))
@@ -131,7 +96,7 @@ def test_stream_fault_keeps_candles_exact(
     engine = db.create_store_engine(database_url)
     db.upgrade(engine)
     fake = fake_exchange(MAIN_CSV, start=START, speed=600, ws_update_ms=40)
-    settings = _settings(database_url, fake.base_url)
+    settings = reliability_settings(database_url, fake.base_url)
     try:
         tally = stream_fault_run(engine, fake, settings, STREAM_FAULTS[fault], closes=8)
     finally:
