@@ -160,12 +160,15 @@ def reconcile(
 @app.command("import")
 @friendly
 def import_(
-    paths: Annotated[list[Path], typer.Argument(help="Dump .zip/.csv files or CSVs with a header")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Dump .zip/.csv files, CSVs with a header, Parquet exports")
+    ],
     symbol: SymbolOption = None,
     interval: IntervalOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Load Binance public-data dumps or candle CSVs; each file loads whole or not at all."""
+    """Load Binance public-data dumps, candle CSVs or Parquet exports; each file loads whole or
+    not at all."""
     from candlecast import jobs
 
     settings = settings_from(database_url=database_url)
