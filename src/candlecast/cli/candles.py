@@ -224,9 +224,7 @@ def export(
             connection, symbol=pair_symbol, interval=pair_interval, start=first, end=last
         )
         if fmt == "parquet":
-            count = write_parquet(
-                rows, Path(output), symbol=pair_symbol, interval=pair_interval
-            )
+            count = write_parquet(rows, Path(output), symbol=pair_symbol, interval=pair_interval)
         elif output == "-":
             count = write_csv(rows, sys.stdout)
         else:
