@@ -119,3 +119,17 @@ def test_a_foreign_parquet_file_names_its_columns(database_url: str, tmp_path: P
     pq.write_table(pa.table({"time": [1, 2], "price": ["1", "2"]}), path)
     code, _, stderr = _cli(database_url, "import", str(path))
     assert code == 1 and "wrong columns: found time, price" in stderr
+
+
+def test_a_row_with_too_many_fields_names_its_line(database_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "BTCUSDT-5m-2025-09-01.csv"
+    path.write_text(
+        "open_time,open,high,low,close,volume\n"
+        "2025-09-01T00:00:00Z,1,2,0.5,1.5,10\n"
+        "2025-09-01T00:05:00Z,1,2,0.5,1.5,10,7,8\n"
+    )
+    code, _, stderr = _cli(database_url, "import", str(path))
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, stderr
+    assert "line 3 has 8 fields where the header has 6" in lines[0]
+    assert "C error" not in lines[0] and "tokenizing" not in lines[0]
