@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from candlecast.cli import app
-from candlecast.domain import ConfigError, parse_iso_utc
+from candlecast.domain import ConfigError, DataFileError, parse_iso_utc
+from candlecast.exchange.dumps_http import parse_checksum
 from candlecast.jobs.download import parse_bound, plan
 from candlecast.store import candle_reads, db
 from tests.fake_exchange.fixtures import MAIN_CSV, FakeExchangeFactory
@@ -177,3 +178,25 @@ def test_unknown_interval_and_start_after_end_are_one_line(run, dumps: FakeExcha
     assert code == 1 and "7m" in stderr
     code, _, stderr = run("BTCUSDT", "-i", "5m", "--start", "2025-08", "--end", "2025-07")
     assert code == 1 and "--start" in stderr
+
+
+def test_an_unreachable_server_is_one_line_naming_it(
+    run, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.setenv("CANDLECAST_DUMPS_URL", "http://127.0.0.1:9")
+    code, _, stderr = run("BTCUSDT", "-i", "5m", "--start", "2025-07", "--end", "2025-07")
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, stderr
+    assert "http://127.0.0.1:9" in lines[0] and "failed 2 times" in lines[0]
+    assert _stored(database_url) == []
+
+
+def test_checksum_files_are_read_as_published() -> None:
+    digest = "a" * 64
+    name = "BTCUSDT-5m-2025-07.zip"
+    assert parse_checksum(f"{digest}  {name}\n", url="u", file_name=name) == digest
+    assert parse_checksum(digest.upper(), url="u", file_name=name) == digest
+    with pytest.raises(DataFileError, match="checksum is for 'ETHUSDT"):
+        parse_checksum(f"{digest}  ETHUSDT-5m-2025-07.zip", url="u", file_name=name)
+    with pytest.raises(DataFileError, match="not a sha256"):
+        parse_checksum("<html>404</html>", url="u", file_name=name)
