@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import (
@@ -34,11 +35,15 @@ log = logging.getLogger(__name__)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 JOB_BUCKETS = (0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 MAE_WINDOW_MS = 86_400_000
+# A job run is folded into the running totals once finished and started this long ago: a run
+# is committed as it starts, so no run with a lower id can still appear after that.
+SETTLE_MS = 120_000
+K = TypeVar("K")
 PAIR = ("symbol", "interval")
 
 
 @dataclass(frozen=True)
-class _Snapshot:
+class Figures:
     """Everything read from the database in one refresh."""
 
     read_at: float
@@ -51,17 +56,65 @@ class _Snapshot:
     forecasts: list[figures.PairForecasts] = field(default_factory=list)
 
 
-def _read(engine: Engine) -> _Snapshot:
+def _add_jobs(
+    into: dict[tuple[str, str], figures.JobRunFigures], found: list[figures.JobRunFigures]
+) -> dict[tuple[str, str], figures.JobRunFigures]:
+    for figure in found:
+        key = (figure.job, figure.status)
+        old = into.get(key)
+        if old is not None:
+            buckets = tuple(
+                (bound, a + b)
+                for (bound, a), (_, b) in zip(old.buckets, figure.buckets, strict=True)
+            )
+            runs, seconds = old.runs + figure.runs, old.seconds + figure.seconds
+            figure = figures.JobRunFigures(figure.job, figure.status, runs, seconds, buckets)
+        into[key] = figure
+    return into
+
+
+def _add_counts(into: dict[K, int], found: dict[K, int]) -> dict[K, int]:
+    for key, count in found.items():
+        into[key] = into.get(key, 0) + count
+    return into
+
+
+@dataclass
+class RunTally:
+    """Job-run figures folded in for good up to a settled run id, so that a refresh reads only
+    the runs after it instead of the whole (ever-growing) job_runs table."""
+
+    upto: int = 0
+    jobs: dict[tuple[str, str], figures.JobRunFigures] = field(default_factory=dict)
+    repaired: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def read_figures(engine: Engine, tally: RunTally | None = None) -> Figures:
+    """Reads every database figure /metrics shows, in one connection; `tally` (updated here)
+    carries the job runs already counted by earlier reads."""
+    tally = tally if tally is not None else RunTally()
     started = time.monotonic()
+    young_from = time.time_ns() // 1_000_000 - SETTLE_MS
     with engine.connect() as connection:
         candles = figures.pair_candles(connection)
-        repaired = figures.repaired_candles(connection)
+        settled = figures.settled_run_id(connection, after=tally.upto, young_from=young_from)
+        if settled > tally.upto:
+            span = {"after": tally.upto, "upto": settled}
+            runs = figures.job_runs_by_status(connection, bounds=JOB_BUCKETS, **span)
+            repairs = figures.repaired_candles(connection, **span)
+            # Applied together, after both reads: a failed read folds in nothing.
+            _add_jobs(tally.jobs, runs)
+            _add_counts(tally.repaired, repairs)
+            tally.upto = settled
+        recent = figures.job_runs_by_status(connection, bounds=JOB_BUCKETS, after=tally.upto)
+        jobs = list(_add_jobs(dict(tally.jobs), recent).values())
+        recent_repairs = figures.repaired_candles(connection, after=tally.upto)
+        repaired = _add_counts(dict(tally.repaired), recent_repairs)
+        running = figures.running_jobs(connection, after=tally.upto)
         unfillable = figures.unfillable_candles(connection)
-        jobs = figures.job_runs_by_status(connection, bounds=JOB_BUCKETS)
-        running = figures.running_jobs(connection)
         ledger = figures.pair_forecasts(connection, window_ms=MAE_WINDOW_MS)
     finished = time.monotonic()
-    return _Snapshot(
+    return Figures(
         finished, finished - started, candles, repaired, unfillable, jobs, running, ledger
     )
 
@@ -75,18 +128,19 @@ class StoreCollector(Collector):
     """
 
     def __init__(
-        self, engine: Engine, runtime: Runtime, *, ttl: float = 2.0, max_wait: float = 0.010
+        self, engine: Engine, runtime: Runtime, *, ttl: float = 2.0, max_wait: float = 0.005
     ) -> None:
         self._engine = engine
         self._runtime = runtime
         self.ttl = ttl
         self.max_wait = max_wait
         self._lock = threading.Lock()
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: Figures | None = None
         self._refreshing: threading.Event | None = None
         self._failures = 0
+        self._tally = RunTally()
 
-    def snapshot(self) -> _Snapshot | None:
+    def snapshot(self) -> Figures | None:
         """The freshest snapshot available within the wait allowed."""
         with self._lock:
             current = self._snapshot
@@ -105,7 +159,7 @@ class StoreCollector(Collector):
 
     def _refresh(self, done: threading.Event) -> None:
         try:
-            snapshot = _read(self._engine)
+            snapshot = read_figures(self._engine, self._tally)
         except Exception as exc:
             # The database being down is reported by /api/health; here it only means old figures.
             with self._lock:
@@ -161,7 +215,7 @@ class StoreCollector(Collector):
             yield clock
 
 
-def _candle_families(snapshot: _Snapshot, exchange_now: int) -> Iterator[Metric]:
+def _candle_families(snapshot: Figures, exchange_now: int) -> Iterator[Metric]:
     stored = GaugeMetricFamily("candlecast_candles_stored", "Closed candles stored", labels=PAIR)
     missing = GaugeMetricFamily(
         "candlecast_candles_missing",
@@ -197,7 +251,7 @@ def _candle_families(snapshot: _Snapshot, exchange_now: int) -> Iterator[Metric]
     yield from (stored, missing, age, repaired, unfillable)
 
 
-def _job_families(snapshot: _Snapshot) -> Iterator[Metric]:
+def _job_families(snapshot: Figures) -> Iterator[Metric]:
     runs = CounterMetricFamily(
         "candlecast_job_runs", "Finished job runs, by job and status", labels=("job", "status")
     )
@@ -219,7 +273,7 @@ def _job_families(snapshot: _Snapshot) -> Iterator[Metric]:
     yield from (runs, durations, running)
 
 
-def _ledger_families(snapshot: _Snapshot) -> Iterator[Metric]:
+def _ledger_families(snapshot: Figures) -> Iterator[Metric]:
     recorded = CounterMetricFamily(
         "candlecast_forecasts_recorded", "Forecasts written to the ledger", labels=PAIR
     )

@@ -80,8 +80,9 @@ def test_polling_routes_are_access_logged_at_debug_only() -> None:
 
     def record(path: str) -> logging.LogRecord:
         args = ("127.0.0.1:5000", "GET", path, "1.1", 200)
-        return logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s "%s %s" %s %d',
-                                 args, None)  # fmt: skip
+        return logging.LogRecord(
+            "uvicorn.access", logging.INFO, "", 0, '%s "%s %s" %s %d', args, None
+        )
 
     for path in ("/candlecast/api/version", "/api/health?symbol=BTCUSDT", "/candlecast/metrics"):
         polled = record(path)

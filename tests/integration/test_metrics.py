@@ -46,6 +46,8 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 async def scrape_text(app: Any) -> str:
     """GET /metrics through ASGI, waiting for fresh database figures."""
+    # Read the database on every scrape, and wait for it rather than take the last snapshot.
+    app.state.metrics.store.ttl = 0.0
     app.state.metrics.store.max_wait = 30.0
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
@@ -62,13 +64,25 @@ def scrape(app: Any) -> Samples:
 
 def _forecast(target: int, asof_close: Decimal, pred_close: Decimal) -> ledger.Forecast:
     return ledger.Forecast(
-        model_id=1, symbol="BTCUSDT", interval="5m", made_at=target - STEP,
-        made_at_exchange=None, asof_open_time=target - STEP, target_open_time=target,
-        asof_close=asof_close, pred_open=asof_close, pred_high=pred_close, pred_low=pred_close,
-        pred_close=pred_close, pred_range=Decimal("10"), close_lo=pred_close - 50,
-        close_hi=pred_close + 50, interval_level=Decimal("0.9"), prob_up=Decimal("0.5"),
+        model_id=1,
+        symbol="BTCUSDT",
+        interval="5m",
+        made_at=target - STEP,
+        made_at_exchange=None,
+        asof_open_time=target - STEP,
+        target_open_time=target,
+        asof_close=asof_close,
+        pred_open=asof_close,
+        pred_high=pred_close,
+        pred_low=pred_close,
+        pred_close=pred_close,
+        pred_range=Decimal("10"),
+        close_lo=pred_close - 50,
+        close_hi=pred_close + 50,
+        interval_level=Decimal("0.9"),
+        prob_up=Decimal("0.5"),
         baselines={},
-    )  # fmt: skip
+    )
 
 
 def _record_run(engine: Engine, name: str, status: str, ms: int, **details: Any) -> None:
@@ -83,25 +97,35 @@ def test_store_figures_candles_jobs_and_ledger(engine: Engine, database_url: str
     # Forecasts for three candles of the gap, recorded before those candles exist, and one for
     # the candle after the newest, which stays unscored.
     with engine.connect() as connection:
-        before = candle_reads.read_candles(connection, symbol="BTCUSDT", interval="5m",
-                                           start=gap - STEP, end=gap - STEP)  # fmt: skip
+        before = candle_reads.read_candles(
+            connection, symbol="BTCUSDT", interval="5m", start=gap - STEP, end=gap - STEP
+        )
     asof_close = before[0].close
     predictions = [asof_close + 7, asof_close - 3, asof_close + 20]
     with write_transaction(engine) as connection:
         for k, pred in enumerate(predictions):
-            assert ledger.record(connection, forecast=_forecast(gap + k * STEP, asof_close, pred),
-                                 close_time=gap + (k + 1) * STEP - 1)  # fmt: skip
-        assert ledger.record(connection, forecast=_forecast(newest + STEP, asof_close, asof_close),
-                             close_time=newest + 2 * STEP - 1)  # fmt: skip
+            assert ledger.record(
+                connection,
+                forecast=_forecast(gap + k * STEP, asof_close, pred),
+                close_time=gap + (k + 1) * STEP - 1,
+            )
+        assert ledger.record(
+            connection,
+            forecast=_forecast(newest + STEP, asof_close, asof_close),
+            close_time=newest + 2 * STEP - 1,
+        )
     load(engine, days=8 * STEP / DAY, first=gap)  # 2 candles of the gap stay missing
     with write_transaction(engine) as connection:
         assert ledger.score(connection, symbol="BTCUSDT", interval="5m", scored_at=1) == 3
-        real = candle_reads.read_candles(connection, symbol="BTCUSDT", interval="5m",
-                                         start=gap, end=gap + 2 * STEP)  # fmt: skip
+        real = candle_reads.read_candles(
+            connection, symbol="BTCUSDT", interval="5m", start=gap, end=gap + 2 * STEP
+        )
     _record_run(engine, "ingest", "ok", 2_500, repaired=3)
     _record_run(engine, "reconcile", "ok", 120_000, repaired=2, checked=576)
     _record_run(engine, "train", "failed", 400, error="boom")
-    runs.start_run(engine, name="train", symbol="BTCUSDT", interval="5m", started_at=5_000)
+    running = runs.start_run(
+        engine, name="train", symbol="BTCUSDT", interval="5m", started_at=5_000
+    )
     # The exchange's clock is 42 s past the newest candle's close, whatever the host says.
     clock = ExchangeClock(host_clock=lambda: newest + STEP + 42_000)
     api = client(engine, database_url, runtime=Runtime(clock=clock))
@@ -129,6 +153,17 @@ def test_store_figures_candles_jobs_and_ledger(engine: Engine, database_url: str
     assert value(samples, mae, forecaster="model", **PAIR) == pytest.approx(model_mae)
     assert value(samples, mae, forecaster="persistence", **PAIR) == pytest.approx(persistence_mae)
     assert value(samples, "candlecast_prospective_window_forecasts", **PAIR) == 3
+
+    # Runs already counted are not counted again; the one that was running now is.
+    runs.finish_run(engine, run_id=running, status="ok", finished_at=35_000, details={})
+    _record_run(engine, "ingest", "ok", 1_000, repaired=1)
+    again = scrape(api.app)
+    assert value(again, "candlecast_job_runs_total", job="ingest", status="ok") == 2
+    assert value(again, "candlecast_job_runs_total", job="train", status="ok") == 1
+    assert value(again, "candlecast_job_runs_total", job="train", status="failed") == 1
+    assert value(again, f"{histogram}_sum", **ingest) == pytest.approx(3.5)
+    assert value(again, "candlecast_candles_repaired_total", **PAIR) == 6
+    assert ("candlecast_job_runs_running", frozenset({("job", "train")})) not in again
 
 
 def _sqlite_services(tmp_path: Path, **settings: Any) -> Services:
@@ -171,8 +206,14 @@ async def test_stream_connections_reconnects_and_messages(
     app = create_app(services, Runtime())
     metrics = services.metrics
     assert metrics is not None
-    stream = KlineStream(ws_base_url=fake.ws_url, symbol="BTCUSDT", interval="5m",
-                         backoff_base=0.05, backoff_max=0.2, observer=metrics)  # fmt: skip
+    stream = KlineStream(
+        ws_base_url=fake.ws_url,
+        symbol="BTCUSDT",
+        interval="5m",
+        backoff_base=0.05,
+        backoff_max=0.2,
+        observer=metrics,
+    )
     closes = 0
     async with asyncio.timeout(15):
         async for event in stream:
@@ -216,8 +257,7 @@ def test_metrics_expose_no_secret(engine: Engine, tmp_path: Path) -> None:
     db_password = "Pg-Secret-pw-4711"
     readonly_password = "Readonly-Secret-0815"
     database_url = f"postgresql://candlecast:{db_password}@127.0.0.1:5432/prod"
-    api = client(engine, database_url, readonly_password=readonly_password,
-                 readonly_user="reader")  # fmt: skip
+    api = client(engine, database_url, readonly_password=readonly_password, readonly_user="reader")
     api.post("/api/train", headers={"Authorization": f"Bearer {TOKEN}x"})
     api.get("/api/health", headers=AUTH)
 

@@ -9,7 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Float, Integer, and_, case, cast, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    Integer,
+    and_,
+    case,
+    cast,
+    func,
+    select,
+)
 
 from candlecast.domain import interval_ms
 from candlecast.store.tables import candles, forecasts, job_runs, known_gaps
@@ -54,27 +64,82 @@ class PairForecasts:
     persistence_mae: float | None
 
 
+def stored_pairs(connection: Connection) -> list[tuple[str, str]]:
+    """Every stored (symbol, interval), found by skipping through the primary key's index: a
+    few min() probes per pair, where SELECT DISTINCT would read every candle."""
+    found: list[tuple[str, str]] = []
+    symbol = connection.execute(select(func.min(candles.c.symbol))).scalar_one()
+    while symbol is not None:
+        interval = connection.execute(
+            select(func.min(candles.c.interval)).where(candles.c.symbol == symbol)
+        ).scalar_one()
+        while interval is not None:
+            found.append((str(symbol), str(interval)))
+            interval = connection.execute(
+                select(func.min(candles.c.interval)).where(
+                    candles.c.symbol == symbol, candles.c.interval > interval
+                )
+            ).scalar_one()
+        symbol = connection.execute(
+            select(func.min(candles.c.symbol)).where(candles.c.symbol > symbol)
+        ).scalar_one()
+    return found
+
+
 def pair_candles(connection: Connection) -> list[PairCandles]:
-    """Count, first and newest open_time of every stored pair."""
-    query = select(
-        candles.c.symbol,
-        candles.c.interval,
-        func.count(),
-        func.min(candles.c.open_time),
-        func.max(candles.c.open_time),
-    ).group_by(candles.c.symbol, candles.c.interval)
-    return [
-        PairCandles(str(symbol), str(interval), int(count), int(first), int(last))
-        for symbol, interval, count, first, last in connection.execute(query)
-    ]
+    """Count, first and newest open_time of every stored pair, each read through the index."""
+    found: list[PairCandles] = []
+    for symbol, interval in stored_pairs(connection):
+        pair = [candles.c.symbol == symbol, candles.c.interval == interval]
+        # Three scalar reads: SQLite optimizes min() and max() only when each is alone.
+        query = select(
+            select(func.count()).select_from(candles).where(*pair).scalar_subquery(),
+            select(func.min(candles.c.open_time)).where(*pair).scalar_subquery(),
+            select(func.max(candles.c.open_time)).where(*pair).scalar_subquery(),
+        )
+        count, first, last = connection.execute(query).one()
+        if count:
+            found.append(PairCandles(str(symbol), str(interval), int(count), int(first), int(last)))
+    return found
 
 
-def repaired_candles(connection: Connection) -> dict[tuple[str, str], int]:
-    """Candles repaired per pair, summed over every job run that reported repairs."""
+def _id_range(after: int, upto: int | None) -> list[ColumnElement[bool]]:
+    conditions = [job_runs.c.id > after]
+    if upto is not None:
+        conditions.append(job_runs.c.id <= upto)
+    return conditions
+
+
+def settled_run_id(connection: Connection, *, after: int, young_from: int) -> int:
+    """The highest job-run id up to which every run (after `after`) has finished and started
+    before `young_from` (epoch ms): what a tally can fold in for good. Runs only ever go from
+    running to finished, and are committed as they start, so nothing changes below it."""
+    unsettled = connection.execute(
+        select(func.min(job_runs.c.id)).where(
+            job_runs.c.id > after,
+            (job_runs.c.status == "running") | (job_runs.c.started_at >= young_from),
+        )
+    ).scalar_one()
+    if unsettled is not None:
+        return int(unsettled) - 1
+    newest = connection.execute(
+        select(func.max(job_runs.c.id)).where(job_runs.c.id > after)
+    ).scalar_one()
+    return after if newest is None else int(newest)
+
+
+def repaired_candles(
+    connection: Connection, *, after: int = 0, upto: int | None = None
+) -> dict[tuple[str, str], int]:
+    """Candles repaired per pair, summed over the job runs with after < id <= upto."""
     repaired = cast(job_runs.c.details["repaired"].as_string(), Integer)
     query = (
         select(job_runs.c.symbol, job_runs.c.interval, func.coalesce(func.sum(repaired), 0))
-        .where(job_runs.c.symbol.is_not(None), job_runs.c.interval.is_not(None))
+        .where(
+            job_runs.c.symbol.is_not(None),
+            job_runs.c.interval.is_not(None),
+            *_id_range(after, upto),
+        )
         .group_by(job_runs.c.symbol, job_runs.c.interval)
     )
     return {
@@ -98,8 +163,11 @@ def unfillable_candles(connection: Connection) -> dict[tuple[str, str], int]:
     return totals
 
 
-def job_runs_by_status(connection: Connection, *, bounds: Sequence[float]) -> list[JobRunFigures]:
-    """Finished job runs by job and status, with their durations bucketed at `bounds` seconds."""
+def job_runs_by_status(
+    connection: Connection, *, bounds: Sequence[float], after: int = 0, upto: int | None = None
+) -> list[JobRunFigures]:
+    """Finished job runs (after < id <= upto) by job and status, with their durations bucketed
+    at `bounds` seconds."""
     duration_ms = job_runs.c.finished_at - job_runs.c.started_at
     bucket_columns = [
         func.sum(case((duration_ms <= int(bound * 1000), 1), else_=0)) for bound in bounds
@@ -112,7 +180,11 @@ def job_runs_by_status(connection: Connection, *, bounds: Sequence[float]) -> li
             func.coalesce(func.sum(duration_ms), 0),
             *bucket_columns,
         )
-        .where(job_runs.c.status.in_(FINISHED), job_runs.c.finished_at.is_not(None))
+        .where(
+            job_runs.c.status.in_(FINISHED),
+            job_runs.c.finished_at.is_not(None),
+            *_id_range(after, upto),
+        )
         .group_by(job_runs.c.name, job_runs.c.status)
     )
     found: list[JobRunFigures] = []
@@ -124,11 +196,11 @@ def job_runs_by_status(connection: Connection, *, bounds: Sequence[float]) -> li
     return found
 
 
-def running_jobs(connection: Connection) -> dict[str, int]:
-    """Job runs still marked running, per job."""
+def running_jobs(connection: Connection, *, after: int = 0) -> dict[str, int]:
+    """Job runs still marked running (with id > after), per job."""
     query = (
         select(job_runs.c.name, func.count())
-        .where(job_runs.c.status == "running")
+        .where(job_runs.c.status == "running", job_runs.c.id > after)
         .group_by(job_runs.c.name)
     )
     return {str(name): int(count) for name, count in connection.execute(query)}
