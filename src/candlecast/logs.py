@@ -146,7 +146,25 @@ class PollingAccessFilter(logging.Filter):
 
 
 class _CandlecastHandler(logging.StreamHandler[TextIO]):
-    """The handler setup_logging installs (so a second call replaces it, not adds one)."""
+    """The handler setup_logging installs (so a second call replaces it, not adds one).
+
+    Without an explicit stream it writes to whatever sys.stderr is at the time, as logging's
+    own last-resort handler does, so a swapped and closed stderr (a test runner's) never
+    leaves it writing to a closed file."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._fixed = stream
+        super().__init__(stream)
+
+    @property
+    def stream(self) -> TextIO:
+        return self._fixed if self._fixed is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        # StreamHandler.__init__ assigns sys.stderr when given no stream: keep following it.
+        if value is not sys.stderr:
+            self._fixed = value
 
 
 def setup_logging(
@@ -159,7 +177,7 @@ def setup_logging(
     """Sends every log line to stderr (or `stream`), as text or JSON, redacted; returns the
     redactor so that secrets made later (a generated token) can be added."""
     redactor = Redactor(secrets)
-    handler = _CandlecastHandler(stream or sys.stderr)
+    handler = _CandlecastHandler(stream)
     formatter = JsonFormatter(redactor) if log_format == "json" else TextFormatter(redactor)
     handler.setFormatter(formatter)
     root = logging.getLogger()
