@@ -18,7 +18,7 @@ from candlecast.api import create_app
 from candlecast.bootstrap import Services
 from candlecast.clock import ExchangeClock
 from candlecast.config import Settings
-from candlecast.domain import IPBanned
+from candlecast.domain import ExchangeUnavailable, IPBanned
 from candlecast.exchange.stream import KlineClosed, KlineStream
 from candlecast.runtime import Runtime
 from candlecast.store import candle_reads, db, ledger, runs
@@ -177,12 +177,19 @@ def test_exchange_requests_by_endpoint_and_status_with_429_and_418(
     fake_exchange: Any, tmp_path: Path
 ) -> None:
     fake = fake_exchange(start="2025-09-27T00:02:30Z", speed=0)
-    services = _sqlite_services(tmp_path, binance_url=fake.base_url, weight_budget_per_minute=1200)
+    services = _sqlite_services(
+        tmp_path, binance_url=fake.base_url, weight_budget_per_minute=1200, http_max_retries=1
+    )
     app = create_app(services, Runtime())
     fake.set_faults(every_429=2, retry_after_429="0")
     with services.exchange() as rest:
         rest.server_time()
         rest.server_time()  # the 2nd request gets a 429; the retry succeeds
+    fake.clear_faults()
+    fake.set_faults(every_drop=1)
+    with services.exchange() as rest, pytest.raises(ExchangeUnavailable):
+        rest.klines("BTCUSDT", "5m", limit=2)  # dropped twice: no answer at all
+    fake.clear_faults()
     fake.set_faults(every_418=1, retry_after_418="1")
     with services.exchange() as rest, pytest.raises(IPBanned):
         rest.ping()
@@ -193,6 +200,7 @@ def test_exchange_requests_by_endpoint_and_status_with_429_and_418(
     assert value(samples, requests, endpoint="/api/v3/time", status="200") == 2
     assert value(samples, requests, endpoint="/api/v3/time", status="429") == 1
     assert value(samples, requests, endpoint="/api/v3/ping", status="418") == 1
+    assert value(samples, requests, endpoint="/api/v3/klines", status="error") == 2
     assert value(samples, "candlecast_exchange_weight_used") > 0
     assert value(samples, "candlecast_exchange_weight_limit") == 1200
     services.close()
