@@ -3,7 +3,8 @@
 A monthly or daily file exists only when the loaded candles span its whole period, as on the
 real server, and is a zip holding one headerless 12-column CSV with a `.CHECKSUM` beside it.
 Times are microseconds from 2025-01-01 on and milliseconds before, as in Binance's spot dumps.
-Tests can make a file corrupt (its bytes no longer match its checksum) through /_fake/dumps.
+Through /_fake/dumps, tests can make a file corrupt (its bytes no longer match its checksum)
+or make its next requests fail with 503.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class DumpShelf:
     built: dict[str, bytes | None] = field(default_factory=dict)
     requests: Counter[str] = field(default_factory=Counter)
     corrupt: set[str] = field(default_factory=set)
+    # File name -> how many more requests for it answer 503.
+    failing: Counter[str] = field(default_factory=Counter)
 
 
 DUMPS: web.AppKey[DumpShelf] = web.AppKey("dumps", DumpShelf)
@@ -109,6 +112,9 @@ async def _serve(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="<Error><Code>NoSuchKey</Code></Error>")
     name = f"{symbol}-{interval}-{match['period']}.zip"
     shelf.requests[request.match_info["file"]] += 1
+    if shelf.failing[request.match_info["file"]] > 0:
+        shelf.failing[request.match_info["file"]] -= 1
+        raise web.HTTPServiceUnavailable(text="<html>503 Service Unavailable</html>")
     content = _file(shelf, market, name, match["period"])
     if content is None:
         raise web.HTTPNotFound(text="<Error><Code>NoSuchKey</Code></Error>")
@@ -127,7 +133,9 @@ async def _control(request: web.Request) -> web.Response:
         if body.get("reset"):
             shelf.requests.clear()
             shelf.corrupt.clear()
+            shelf.failing.clear()
         shelf.corrupt.update(body.get("corrupt", []))
+        shelf.failing.update(body.get("fail", {}))
     return web.json_response({"requests": dict(shelf.requests), "corrupt": sorted(shelf.corrupt)})
 
 

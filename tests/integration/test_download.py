@@ -200,3 +200,12 @@ def test_checksum_files_are_read_as_published() -> None:
         parse_checksum(f"{digest}  ETHUSDT-5m-2025-07.zip", url="u", file_name=name)
     with pytest.raises(DataFileError, match="not a sha256"):
         parse_checksum("<html>404</html>", url="u", file_name=name)
+
+
+def test_server_errors_are_retried(run, dumps: FakeExchange, database_url: str) -> None:
+    fail = {"BTCUSDT-5m-2025-08.zip": 1, "BTCUSDT-5m-2025-08.zip.CHECKSUM": 1}
+    httpx.post(f"{dumps.base_url}/_fake/dumps", json={"fail": fail}).raise_for_status()
+    code, _, stderr = run("BTCUSDT", "-i", "5m", "--start", "2025-08", "--end", "2025-08")
+    assert code == 0, stderr
+    assert _stored(database_url) == _truth(dumps, "2025-08-01T00:00:00Z", "2025-08-31T23:55:00Z")
+    assert _requests(dumps)["BTCUSDT-5m-2025-08.zip"] == 2
