@@ -1,6 +1,8 @@
 """Times train() on 90 days of 5m candles and the full walk-forward on the main fixture.
 
-Run: /work/venv/bin/python benchmarks/ml_train_eval.py [--json]
+Run: /work/venv/bin/python benchmarks/ml_train_eval.py [--json] [--fixtures]
+--fixtures also runs the walk-forward on every other public fixture long enough for six folds
+(ETH 5m, BTC 1m, BTC 1h; FIXTURES below) and prints the issue-11 target checks for each.
 Data: $CANDLECAST_SHARED_DATA or <repo>/../shared/data (never copied into the repo).
 """
 
@@ -26,6 +28,16 @@ STEP = 300_000
 FOLDS = 6
 TRAIN_DAYS = 60
 SETUP = {"folds": FOLDS, "train_days": TRAIN_DAYS}
+# Other fixtures: (csv, interval, train_days); six folds each, test blocks split the rest.
+FIXTURES = (
+    ("ethusdt-5m-2025-08-19_2025-09-20-full.csv", "5m", 20),
+    ("btcusdt-1m-2025-05-20_2025-08-18.csv", "1m", 30),
+    ("btcusdt-1h-2024-07-19_2026-07-19-full.csv", "1h", 365),
+)
+STEPS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
+# Issue 11's targets: skill against HAR (with the bootstrap CI above 0) and the rolling median.
+HAR_GOALS = {"high": 0.005, "low": 0.005, "range": 0.01}
+STRONG_GOALS = {"high": 0.075, "low": 0.075, "range": 0.12}
 # Walk-forward runs for the timing median (the results are identical across runs).
 WF_RUNS = int(os.environ.get("CANDLECAST_BENCH_WF_RUNS", "3"))
 
@@ -61,6 +73,70 @@ def centred_check(frame: pd.DataFrame, report: dict[str, Any]) -> dict[str, floa
     return out
 
 
+def target_checks(report: dict[str, Any]) -> dict[str, Any]:
+    """Issue 11's target checks of one walk-forward report: figure, goal and whether it is met."""
+    out: dict[str, Any] = {}
+    for name, goal in HAR_GOALS.items():
+        t = report["targets"][name]
+        lo = (t.get("har_skill_ci95") or [None])[0]
+        met = t.get("har_skill") is not None and t["har_skill"] >= goal and (lo or 0) > 0
+        out[f"{name}_vs_har"] = {
+            "skill": t.get("har_skill"),
+            "ci95": t.get("har_skill_ci95"),
+            "goal": goal,
+            "met": met,
+        }
+        strong = t.get("strong_skill")
+        out[f"{name}_vs_median12"] = {
+            "skill": strong,
+            "goal": STRONG_GOALS[name],
+            "met": strong is not None and strong >= STRONG_GOALS[name],
+        }
+    close = report["targets"]["close"]
+    direction = report["direction"]
+    out["close_not_worse_than_persistence"] = (close["skill"] or 0) >= -1e-12
+    out["direction_not_worse_than_climatology"] = (
+        direction["brier"] <= direction["brier_baseline"] + 1e-12
+    )
+    quantiles = report.get("quantiles") or {}
+    for name in ("close", "high", "low", "range"):
+        if name not in quantiles:
+            continue
+        q = quantiles[name]
+        worst = max(abs(v - float(k)) for k, v in q["coverage"].items())
+        out[f"{name}_quantiles"] = {
+            "coverage": q["coverage"],
+            "worst_coverage_gap": worst,
+            "coverage_met": worst <= 0.015,
+            "crps_skill": q["crps_skill"],
+            "crps_met": name in ("high", "low") or (q["crps_skill"] or 0) >= 0.05,
+        }
+    return out
+
+
+def fixture_summary(root: Path, csv: str, interval: str, train_days: float) -> dict[str, Any]:
+    """Walk-forward of one fixture: wall time, rows, the target checks and per-fold HAR skill."""
+    frame = load(root / csv)
+    t0 = time.perf_counter()
+    report = walk_forward(
+        frame,
+        interval_ms=STEPS[interval],
+        folds=FOLDS,
+        train_days=train_days,
+        params={"interval": interval},
+    )
+    return {
+        "fixture": csv,
+        "train_days": train_days,
+        "walk_forward_s": round(time.perf_counter() - t0, 2),
+        "test_rows": report["rows"],
+        "checks": target_checks(report),
+        "per_fold_har_skill": [
+            {k: f["targets"][k].get("har_skill") for k in HAR_GOALS} for f in report["per_fold"]
+        ],
+    }
+
+
 def main() -> None:
     root = Path(os.environ.get("CANDLECAST_SHARED_DATA", Path(__file__).parents[2] / "shared/data"))
     frame = load(root / MAIN_CSV)
@@ -85,6 +161,8 @@ def main() -> None:
         "close_interval": report["close_interval"],
         "direction": report["direction"],
         "centred_baseline_mae_check": centred_check(frame, report),
+        "quantiles": report.get("quantiles"),
+        "checks": target_checks(report),
         "per_fold": [
             {
                 "start": f["start"],
@@ -100,10 +178,16 @@ def main() -> None:
                 - f["direction"]["brier_baseline"],
                 "weights": f["weights"],
                 "gate_baselines": f["gate_baselines"],
+                "sources": f["sources"],
+                "har_skill": {
+                    k: v["har_skill"] for k, v in f["targets"].items() if "har_skill" in v
+                },
             }
             for f in report["per_fold"]
         ],
     }
+    if "--fixtures" in sys.argv:
+        summary["fixtures"] = [fixture_summary(root, *spec) for spec in FIXTURES]
     if "--json" in sys.argv:
         print(json.dumps(summary, indent=1))
         return
@@ -126,6 +210,9 @@ def main() -> None:
     print(f"centred naive MAE, independent check: {summary['centred_baseline_mae_check']}")
     for f in summary["per_fold"]:
         print(f)
+    print(json.dumps({"checks": summary["checks"]}, indent=1))
+    for fixture in summary.get("fixtures", []):
+        print(json.dumps(fixture, indent=1))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from candlecast.ml.anchors import ANCHOR_FEATURES, ANCHOR_TARGETS, Anchors
 from candlecast.ml.features import (
     NAIVE_WINDOW,
     grid_features,
@@ -33,7 +34,8 @@ from candlecast.ml.features import (
     on_rows,
     to_grid,
 )
-from candlecast.ml.targets import reconstruct
+from candlecast.ml.quantiles import QUANTILE_TARGETS, gaussian_sd
+from candlecast.ml.targets import grid_targets, reconstruct
 
 CENTRED: Final = "last_range_centred"
 BASELINE_NAMES: Final[dict[str, str]] = {
@@ -51,6 +53,10 @@ STRONG_BASELINE_NAMES: Final[dict[str, str]] = {
     "low": f"median_move_{NAIVE_WINDOW}",
     "range": f"median_range_{NAIVE_WINDOW}",
 }
+# The fitted classical anchors (anchors.py), reported beside the naives for the same targets.
+HAR: Final = "har_levels"
+EWMA: Final = "ewma_range"
+ANCHOR_NAMES: Final[dict[str, str]] = {HAR: "har", EWMA: "ewma"}
 RETURN_COLUMNS: Final = ("y_open", "y_high", "y_low", "y_close", "y_range")
 STRONG_RETURN_COLUMNS: Final = tuple(f"strong_y_{t}" for t in STRONG_TARGETS)
 
@@ -117,3 +123,47 @@ def frame_inputs(
     feats = on_rows(grid_features(grid, naive), frame)
     base = on_rows(grid_baselines(grid, naive), frame)
     return grid, feats, base
+
+
+def with_anchors(
+    anchors: Anchors | None, grid: pd.DataFrame, frame: pd.DataFrame, base: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(anchor features, base with {har,ewma}_y_{high,low,range}) of the frame's rows.
+
+    Without fitted anchors (bundles older than format 3) the anchor columns are NaN.
+    """
+    columns = [f"{p}_y_{t}" for p in ANCHOR_NAMES.values() for t in ANCHOR_TARGETS]
+    columns += [f"gauss_sd_{t}" for t in QUANTILE_TARGETS]
+    if anchors is None:
+        empty = pd.DataFrame(np.nan, index=frame.index, columns=[*ANCHOR_FEATURES, *columns])
+        return empty[list(ANCHOR_FEATURES)], pd.concat([base, empty[columns]], axis=1)
+    fc = anchors.forecasts(grid)
+    # The Gaussian baseline of the quantile forecasts: EWMA point, EWMA sd of its past errors.
+    y = grid_targets(grid)
+    fc["gauss_sd_close"] = gaussian_sd(y["y_close"], pd.Series(0.0, index=grid.index))
+    for name in ANCHOR_TARGETS:
+        fc[f"gauss_sd_{name}"] = gaussian_sd(y[f"y_{name}"], fc[f"ewma_y_{name}"])
+    fc = on_rows(fc, frame)
+    return fc[list(ANCHOR_FEATURES)], pd.concat([base, fc[columns]], axis=1)
+
+
+def anchor_levels(last_close: pd.Series, base: pd.DataFrame) -> pd.DataFrame:
+    """Price levels base_{har,ewma}_{high,low,range}_next of the anchors' return forecasts."""
+    out = pd.DataFrame(index=last_close.index)
+    zero = np.zeros(len(base))
+    for prefix in ANCHOR_NAMES.values():
+        if f"{prefix}_y_range" not in base.columns:
+            continue
+        cols = [base[f"{prefix}_y_{t}"].to_numpy(dtype="float64") for t in ANCHOR_TARGETS]
+        lv = reconstruct(last_close, zero, cols[0], cols[1], zero, cols[2])
+        missing = ~np.isfinite(cols[2])
+        for name in ANCHOR_TARGETS:
+            values = lv[f"{name}_next"].to_numpy()
+            out[f"base_{prefix}_{name}_next"] = np.where(missing, np.nan, values)
+    return out
+
+
+def offset_values(base: pd.DataFrame, name: str) -> np.ndarray:
+    """The HAR forecast a residual model of `name` starts from (rolling median where NaN)."""
+    har = base[f"har_y_{name}"].to_numpy(dtype="float64")
+    return np.where(np.isfinite(har), har, base[f"strong_y_{name}"].to_numpy(dtype="float64"))

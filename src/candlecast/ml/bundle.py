@@ -11,20 +11,35 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from candlecast.ml.anchors import ANCHOR_TARGETS, Anchors, split_range
 from candlecast.ml.baselines import (
+    ANCHOR_NAMES,
     BASELINE_NAMES,
     STRONG_BASELINE_NAMES,
     STRONG_TARGETS,
+    anchor_levels,
     baseline_levels,
     frame_inputs,
+    offset_values,
+    with_anchors,
 )
 from candlecast.ml.calibration import apply_platt
+from candlecast.ml.quantiles import (
+    GAUSS_COLUMNS,
+    LEVELS,
+    QUANTILE_COLUMNS,
+    QUANTILE_TARGETS,
+    column,
+    return_quantiles,
+    to_levels,
+)
 from candlecast.ml.targets import reconstruct
 
 FORMAT_MAGIC: Final = b"CCMB"
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 # Version 1 bundles predate gate_baselines; they were blended toward the strong naive.
-READABLE_VERSIONS: Final = (1, 2)
+# Version 2 bundles predate the anchors (no HAR/EWMA columns, no residual offsets).
+READABLE_VERSIONS: Final = (1, 2, 3)
 PREDICTION_COLUMNS: Final = (
     "open_time",
     "target_open_time",
@@ -46,6 +61,9 @@ PREDICTION_COLUMNS: Final = (
     "strong_base_high_next",
     "strong_base_low_next",
     "strong_base_range_next",
+    *(f"base_{p}_{t}_next" for p in ANCHOR_NAMES.values() for t in ANCHOR_TARGETS),
+    *GAUSS_COLUMNS,
+    *QUANTILE_COLUMNS,
 )
 
 
@@ -70,6 +88,15 @@ class ModelBundle:
     validation: dict[str, dict[str, Any]]
     meta: dict[str, Any]
     gate_baselines: dict[str, str] = field(default_factory=dict)
+    # anchors.Anchors.to_dict() of the fitted HAR/EWMA anchors; None for format 1-2 bundles.
+    anchors: dict[str, Any] | None = None
+    # target -> anchor whose forecast the target's booster adds its output to (residual model).
+    offsets: dict[str, str] = field(default_factory=dict)
+    # high/low -> "model" (its own booster), "range_split" (the final range forecast split with
+    # the HAR split fractions) or "mean" of both; absent means "model".
+    sources: dict[str, str] = field(default_factory=dict)
+    # target -> conformal offsets per quantiles.LEVELS, in units of the range forecast.
+    quantile_offsets: dict[str, list[float]] = field(default_factory=dict)
     _boosters: dict[str, lgb.Booster] = field(default_factory=dict, repr=False, compare=False)
 
     def _booster(self, name: str) -> lgb.Booster:
@@ -95,15 +122,23 @@ class ModelBundle:
         out["last_close"] = last_close
         if len(frame) == 0:
             return out.reindex(columns=list(PREDICTION_COLUMNS))
-        _, feats, base = frame_inputs(frame, step)
+        grid, feats, base = frame_inputs(frame, step)
+        anchors = Anchors.from_dict(self.anchors) if self.anchors else None
+        anchor_feats, base = with_anchors(anchors, grid, frame, base)
+        feats = pd.concat([feats, anchor_feats], axis=1)
         feats = feats.reset_index(drop=True)[self.feature_names]
         base = base.reset_index(drop=True)
         blended: dict[str, np.ndarray] = {}
-        for name in ("open", "high", "low", "close", "range"):
+        for name in ("open", "range", "high", "low", "close"):
             b = base[self.gate_column(name)].to_numpy(dtype="float64")
             w = self.weights.get(name, 0.0)
             if w > 0 and name in self.model_strings:
-                blended[name] = b + w * (self._raw(name, feats) - b)
+                raw = self._raw(name, feats)
+                if name in self.offsets:
+                    raw = raw + offset_values(base, name)
+                if name in ("high", "low"):
+                    raw = self._with_source(name, raw, blended["range"])
+                blended[name] = b + w * (raw - b)
             else:
                 blended[name] = b
         levels = reconstruct(
@@ -118,19 +153,55 @@ class ModelBundle:
         half_width = self.conformal_q * np.maximum(np.nan_to_num(blended["range"]), 1e-6)
         out["close_lo"] = out["close_next"] * np.exp(-half_width)
         out["close_hi"] = out["close_next"] * np.exp(half_width)
+        out = pd.concat([out, self._quantiles(blended, last_close.to_numpy())], axis=1)
+        if self.quantile_offsets:
+            # One story on the chart: the 90% interval is the fan's 5-95% band.
+            out["close_lo"] = out[column("close", 0.05)]
+            out["close_hi"] = out[column("close", 0.95)]
         prob = np.full(len(frame), self.climatology)
         if self.direction_weight > 0:
             cal = apply_platt(self._raw("direction", feats), *self.platt)
             prob = self.climatology + self.direction_weight * (cal - self.climatology)
         out["prob_up"] = prob
-        out = pd.concat([out, baseline_levels(last_close, base)], axis=1)
+        out = pd.concat(
+            [out, baseline_levels(last_close, base), anchor_levels(last_close, base)], axis=1
+        )
         out["base_prob_up"] = self.climatology
+        for t in QUANTILE_TARGETS:
+            out[f"base_gauss_sd_{t}"] = base[f"gauss_sd_{t}"].to_numpy()
         return out[list(PREDICTION_COLUMNS)]
+
+    def _quantiles(self, blended: dict[str, np.ndarray], last_close: np.ndarray) -> pd.DataFrame:
+        """Price quantiles per QUANTILE_COLUMNS; NaN for bundles without quantile offsets."""
+        if not self.quantile_offsets:
+            return pd.DataFrame(np.nan, index=range(len(last_close)), columns=QUANTILE_COLUMNS)
+        points = {t: blended[t] for t in QUANTILE_TARGETS}
+        returns = return_quantiles(self.quantile_offsets, points, blended["range"])
+        parts = {}
+        for t in QUANTILE_TARGETS:
+            levels = to_levels(t, returns[t], last_close)
+            for i, q in enumerate(LEVELS):
+                parts[column(t, q)] = levels[:, i]
+        return pd.DataFrame(parts)
+
+    def _with_source(self, name: str, raw: np.ndarray, final_range: np.ndarray) -> np.ndarray:
+        source = self.sources.get(name, "model")
+        if source == "model" or self.anchors is None:
+            return raw
+        split = Anchors.from_dict(self.anchors).har_split
+        from_range = split_range(final_range, split)[0 if name == "high" else 1]
+        if source == "range_split":
+            return from_range
+        if source == "mean":
+            return np.asarray((raw + from_range) / 2)
+        raise ValueError(f"unknown forecast source {source!r} for {name}")
 
     def gate_column(self, name: str) -> str:
         """The baseline-returns column that target `name` is blended toward and gated against."""
         default = STRONG_BASELINE_NAMES.get(name, BASELINE_NAMES[name])
         gate = self.gate_baselines.get(name, default)
+        if name in ANCHOR_TARGETS and gate in ANCHOR_NAMES:
+            return f"{ANCHOR_NAMES[gate]}_y_{name}"
         if name in STRONG_TARGETS and gate == STRONG_BASELINE_NAMES[name]:
             return f"strong_y_{name}"
         if gate != BASELINE_NAMES[name]:
@@ -146,6 +217,10 @@ class ModelBundle:
             "model_strings": self.model_strings,
             "weights": self.weights,
             "gate_baselines": self.gate_baselines,
+            "anchors": self.anchors,
+            "offsets": self.offsets,
+            "sources": self.sources,
+            "quantile_offsets": self.quantile_offsets,
             "platt": list(self.platt),
             "direction_weight": self.direction_weight,
             "climatology": self.climatology,
@@ -173,6 +248,10 @@ class ModelBundle:
             model_strings=doc["model_strings"],
             weights=doc["weights"],
             gate_baselines=doc.get("gate_baselines", {}),
+            anchors=doc.get("anchors"),
+            offsets=doc.get("offsets", {}),
+            sources=doc.get("sources", {}),
+            quantile_offsets=doc.get("quantile_offsets", {}),
             platt=(float(platt[0]), float(platt[1])),
             direction_weight=doc["direction_weight"],
             climatology=doc["climatology"],

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from candlecast.domain import iso_utc
+from candlecast.ml.anchors import ANCHOR_TARGETS
 from candlecast.ml.baselines import (
+    ANCHOR_NAMES,
     BASELINE_NAMES,
     STRONG_BASELINE_NAMES,
     STRONG_TARGETS,
@@ -23,6 +25,7 @@ from candlecast.ml.baselines import (
 from candlecast.ml.features import FEATURE_WINDOW
 from candlecast.ml.metrics import (
     accuracy,
+    bootstrap_skill_ci,
     brier,
     ece,
     log_loss,
@@ -34,9 +37,12 @@ from candlecast.ml.metrics import (
     wda,
     wilson_interval,
 )
+from candlecast.ml.quantiles import score_quantiles
 from candlecast.ml.train import TrainParams, resolve_params, train
 
 DAY_MS: Final = 86_400_000
+# Bootstrap blocks span six hours of candles: errors cluster with volatility within a session.
+BOOTSTRAP_BLOCK_MS: Final = 6 * 3_600_000
 TARGET_NAMES: Final = ("open", "high", "low", "close", "range")
 REALIZED_COLUMNS: Final = ("open", "high", "low", "close")
 
@@ -78,6 +84,8 @@ def score_pairs(pairs: pd.DataFrame, *, interval_level: float = 0.9) -> dict[str
             targets[name]["strong_baseline"] = STRONG_BASELINE_NAMES[name]
             targets[name]["strong_baseline_mae"] = _num(strong_mae)
             targets[name]["strong_skill"] = _num(skill(model_mae, strong_mae))
+        if name in ANCHOR_TARGETS:
+            targets[name].update(_anchor_figures(pairs, name, real, pred, model_mae))
     real_close = pairs["real_close"].to_numpy(dtype="float64")
     lo = pairs["close_lo"].to_numpy(dtype="float64")
     hi = pairs["close_hi"].to_numpy(dtype="float64")
@@ -102,7 +110,48 @@ def score_pairs(pairs: pd.DataFrame, *, interval_level: float = 0.9) -> dict[str
         "ece": _num(ece(up, prob)),
         "wda": _num(wda(np.log(real_close / last_close), prob > 0.5)),
     }
-    return {"targets": targets, "close_interval": close_interval, "direction": direction}
+    report = {"targets": targets, "close_interval": close_interval, "direction": direction}
+    quantiles = score_quantiles(pairs)
+    if quantiles is not None:
+        report["quantiles"] = _clean(quantiles)
+    return report
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def _anchor_figures(
+    pairs: pd.DataFrame, name: str, real: np.ndarray, pred: np.ndarray, model_mae: float
+) -> dict[str, Any]:
+    """har_*/ewma_* baseline, MAE, skill and a paired block-bootstrap 95% CI of the skill.
+
+    Null figures when the pairs lack the anchor's column (forecasts of pre-anchor bundles).
+    """
+    out: dict[str, Any] = {}
+    step = 0
+    if len(pairs):
+        step = int(pairs["target_open_time"].iloc[0] - pairs["open_time"].iloc[0])
+    block = max(1, BOOTSTRAP_BLOCK_MS // step) if step > 0 else 1
+    for anchor, prefix in ANCHOR_NAMES.items():
+        column = f"base_{prefix}_{name}_next"
+        values = (
+            pairs[column].to_numpy(dtype="float64")
+            if column in pairs.columns
+            else np.full(len(pairs), np.nan)
+        )
+        anchor_mae = mae(real, values)
+        ok = np.isfinite(values) & np.isfinite(real) & np.isfinite(pred)
+        lo, hi = bootstrap_skill_ci(real[ok] - pred[ok], real[ok] - values[ok], block=block)
+        out[f"{prefix}_baseline"] = anchor
+        out[f"{prefix}_baseline_mae"] = _num(anchor_mae)
+        out[f"{prefix}_skill"] = _num(skill(model_mae, anchor_mae))
+        out[f"{prefix}_skill_ci95"] = [_num(lo), _num(hi)]
+    return out
 
 
 def join_realized(predictions: pd.DataFrame, realized: pd.DataFrame) -> pd.DataFrame:
@@ -208,6 +257,7 @@ def _fold_predictions(
     )
     info: dict[str, Any] = {"train_rows": int(in_train.sum()), "weights": dict(bundle.weights)}
     info["gate_baselines"] = dict(bundle.gate_baselines)
+    info["sources"] = dict(bundle.sources)
     info["direction_weight"] = bundle.direction_weight
     return preds.loc[keep], info
 

@@ -130,3 +130,36 @@ def accuracy(outcome: npt.ArrayLike, predicted_up: npt.ArrayLike) -> tuple[float
         return (math.nan, 0, 0)
     hits = int(np.sum((up > 0.5) == (y > 0.5)))
     return (hits / y.size, hits, int(y.size))
+
+
+def bootstrap_skill_ci(
+    model_error: npt.ArrayLike,
+    baseline_error: npt.ArrayLike,
+    *,
+    block: int,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Paired block-bootstrap interval of skill = 1 - sum|model| / sum|baseline|.
+
+    Errors are paired per candle and resampled in non-overlapping blocks of `block` consecutive
+    candles (volatility clusters, so single candles are not independent). Deterministic for a
+    seed. (nan, nan) with fewer than two blocks.
+    """
+    m, b = _pair(model_error, baseline_error)
+    m, b = np.abs(m), np.abs(b)
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    ids = np.arange(m.size) // block
+    blocks = int(ids[-1]) + 1 if m.size else 0
+    if blocks < 2:
+        return (math.nan, math.nan)
+    sum_m = np.bincount(ids, weights=m)
+    sum_b = np.bincount(ids, weights=b)
+    draws = np.random.default_rng(seed).integers(0, blocks, size=(resamples, blocks))
+    den = sum_b[draws].sum(axis=1)
+    skills = 1.0 - sum_m[draws].sum(axis=1) / np.where(den > 0, den, np.nan)
+    tail = (1.0 - level) / 2
+    lo, hi = np.nanquantile(skills, [tail, 1.0 - tail])
+    return (float(lo), float(hi))

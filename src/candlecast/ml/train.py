@@ -26,20 +26,29 @@ import numpy as np
 import pandas as pd
 
 from candlecast.domain import INTERVAL_MS
+from candlecast.ml.anchors import ANCHOR_FEATURES, ANCHOR_TARGETS, fit_anchors
 from candlecast.ml.baselines import (
-    BASELINE_NAMES,
-    STRONG_BASELINE_NAMES,
-    STRONG_TARGETS,
+    HAR,
     frame_inputs,
+    offset_values,
+    with_anchors,
 )
 from candlecast.ml.bundle import ModelBundle
 from candlecast.ml.calibration import apply_platt, fit_platt
 from candlecast.ml.features import FEATURE_NAMES, FEATURE_WINDOW, PRICE_COLUMNS, on_rows
-from candlecast.ml.metrics import brier, mae, mape, skill, smape
+from candlecast.ml.gating import (
+    WEIGHT_GRID,
+    best_weight,
+    candidates,
+    figures,
+    gate_baseline,
+    pick_source,
+)
+from candlecast.ml.metrics import brier, skill
+from candlecast.ml.quantiles import QUANTILE_TARGETS, conformal_offsets, validation_quantiles
 from candlecast.ml.targets import grid_targets
 
 REGRESSION_TARGETS = ("open", "high", "low", "close", "range")
-_WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,9 @@ class TrainParams:
     # The next open equals the last close to within a cent; a model cannot improve on that, so
     # by default it is not fitted and the open forecast is persistence.
     fit_open: bool = False
+    # High, low and range models learn the residual of the HAR anchor (LightGBM init_score) and
+    # see its inputs as features; False fits them from scratch (the pre-anchor behaviour).
+    anchor_offset: bool = True
     min_train_rows: int = 2 * FEATURE_WINDOW
 
     @property
@@ -113,96 +125,6 @@ def _lgb_params(p: TrainParams, objective: str) -> dict[str, Any]:
     }
 
 
-def to_level(name: str, y: np.ndarray, last_close: np.ndarray) -> np.ndarray:
-    """Maps a target's return-space values to its price level (see targets)."""
-    if name == "range":
-        return np.asarray(last_close * y)
-    sign = -1.0 if name == "low" else 1.0
-    return np.asarray(last_close * np.exp(sign * y))
-
-
-def _best_weight(
-    name: str,
-    y: np.ndarray,
-    base: np.ndarray,
-    model: np.ndarray,
-    last_close: np.ndarray,
-    min_skill: float,
-) -> tuple[float, dict[str, float]]:
-    """Returns the blend weight w toward `model` from `base` and its validation price MAEs.
-
-    w = 0 (pure baseline) unless the best blend beats `base` by at least min_skill.
-    """
-    target = to_level(name, y, last_close)
-    base_mae = mae(target, to_level(name, base, last_close))
-    raw_mae = mae(target, to_level(name, model, last_close))
-    best_w, best_mae = 0.0, base_mae
-    for w in _WEIGHT_GRID[1:]:
-        err = mae(target, to_level(name, base + w * (model - base), last_close))
-        if err < best_mae:
-            best_w, best_mae = float(w), err
-    if not skill(best_mae, base_mae) >= min_skill:
-        best_w, best_mae = 0.0, base_mae
-    return best_w, {"mae": best_mae, "gate_mae": base_mae, "raw_model_mae": raw_mae}
-
-
-def _candidates(name: str, base: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The naive forecasts of a target on `rows`, by baseline name; the primary one first."""
-    out = {BASELINE_NAMES[name]: base[f"y_{name}"].to_numpy()[rows]}
-    if name in STRONG_TARGETS:
-        out[STRONG_BASELINE_NAMES[name]] = base[f"strong_y_{name}"].to_numpy()[rows]
-    return out
-
-
-def _gate_baseline(
-    name: str, y: np.ndarray, candidates: Mapping[str, np.ndarray], last_close: np.ndarray
-) -> str:
-    """The candidate naive with the lowest validation price MAE; ties go to the strong one."""
-    target = to_level(name, y, last_close)
-    scores = {k: mae(target, to_level(name, v, last_close)) for k, v in candidates.items()}
-    order = sorted(scores, key=lambda k: (scores[k], k == BASELINE_NAMES[name]))
-    return order[0]
-
-
-def _figures(
-    name: str,
-    y: np.ndarray,
-    chosen: np.ndarray,
-    candidates: Mapping[str, np.ndarray],
-    last_close: np.ndarray,
-    gate: str,
-    weight: float,
-    maes: Mapping[str, float],
-) -> dict[str, Any]:
-    """Validation figures of one target against both naives (the report's field names)."""
-    target = to_level(name, y, last_close)
-    level = to_level(name, chosen, last_close)
-    model_mae = maes["mae"]
-    primary = BASELINE_NAMES[name]
-    primary_mae = mae(target, to_level(name, candidates[primary], last_close))
-    out: dict[str, Any] = {
-        "samples": float(np.isfinite(target).sum()),
-        "mape": mape(target, level),
-        "smape": smape(target, level),
-        "weight": weight,
-        "mae": model_mae,
-        "baseline": primary,
-        "baseline_mae": primary_mae,
-        "skill": skill(model_mae, primary_mae),
-    }
-    if name in STRONG_TARGETS:
-        strong = STRONG_BASELINE_NAMES[name]
-        strong_mae = mae(target, to_level(name, candidates[strong], last_close))
-        out["strong_baseline"] = strong
-        out["strong_baseline_mae"] = strong_mae
-        out["strong_skill"] = skill(model_mae, strong_mae)
-    out["gate_baseline"] = gate
-    out["gate_skill"] = skill(model_mae, maes["gate_mae"])
-    out["raw_model_mae"] = maes["raw_model_mae"]
-    out["raw_model_skill"] = skill(maes["raw_model_mae"], maes["gate_mae"])
-    return out
-
-
 @dataclass(slots=True)
 class _Split:
     fit: np.ndarray
@@ -237,8 +159,16 @@ def train(
     p = resolve_params(params)
     step = p.interval_ms
     grid, feats, base = frame_inputs(frame, step)
-    targets = on_rows(grid_targets(grid), frame)
+    grid_y = grid_targets(grid)
+    targets = on_rows(grid_y, frame)
     split = _split(frame, targets, p)
+    # The anchors are fitted on the fit rows only, like the models, so validation judges them
+    # on candles they never saw.
+    positions = grid.index.get_indexer(pd.Index(frame["open_time"].to_numpy(dtype=np.int64)))
+    anchors = fit_anchors(grid, positions[split.fit], grid_y, step)
+    anchor_feats, base = with_anchors(anchors, grid, frame, base)
+    feats = pd.concat([feats, anchor_feats], axis=1)
+    feature_names = [*FEATURE_NAMES, *ANCHOR_FEATURES]
     x_fit = feats.iloc[split.fit]
     x_val = feats.iloc[split.val]
     c_val = targets["last_close"].to_numpy()[split.val]
@@ -246,30 +176,43 @@ def train(
     models: dict[str, str] = {}
     weights: dict[str, float] = {}
     gates: dict[str, str] = {}
+    offsets: dict[str, str] = {}
+    sources: dict[str, str] = {}
     validation: dict[str, dict[str, Any]] = {}
     val_pred: dict[str, np.ndarray] = {}
-    for name in REGRESSION_TARGETS:
+    # Range before high and low: their forecasts may be splits of the final range forecast.
+    for name in ("open", "range", "high", "low", "close"):
         col = f"y_{name}"
         y_all = targets[col].to_numpy()
-        candidates = _candidates(name, base, split.val)
+        options = candidates(name, base, split.val)
         # Blend toward, and gate against, the better naive on validation (docs/model.md).
-        gates[name] = _gate_baseline(name, y_all[split.val], candidates, c_val)
-        b_val = candidates[gates[name]]
+        gates[name] = gate_baseline(name, y_all[split.val], options, c_val)
+        b_val = options[gates[name]]
         if name == "open" and not p.fit_open:
             weights[name], val_pred[col] = 0.0, b_val
             continue
+        offset = np.zeros(len(y_all))
+        if p.anchor_offset and name in ANCHOR_TARGETS:
+            offset = offset_values(base, name)
+            offsets[name] = HAR
         booster = lgb.train(
             _lgb_params(p, "l1"),
-            lgb.Dataset(x_fit, y_all[split.fit], feature_name=list(FEATURE_NAMES)),
+            lgb.Dataset(
+                x_fit, y_all[split.fit], init_score=offset[split.fit], feature_name=feature_names
+            ),
             num_boost_round=p.n_estimators,
         )
-        raw = np.asarray(booster.predict(x_val))
-        w, maes = _best_weight(name, y_all[split.val], b_val, raw, c_val, p.min_val_skill)
+        raw = offset[split.val] + np.asarray(booster.predict(x_val))
+        if name in ("high", "low"):
+            sources[name], raw = pick_source(
+                name, y_all[split.val], raw, val_pred["y_range"], anchors.har_split, c_val
+            )
+        w, maes = best_weight(name, y_all[split.val], b_val, raw, c_val, p.min_val_skill)
         models[name] = booster.model_to_string()
         weights[name] = w
         val_pred[col] = b_val + w * (raw - b_val)
-        validation[name] = _figures(
-            name, y_all[split.val], val_pred[col], candidates, c_val, gates[name], w, maes
+        validation[name] = figures(
+            name, y_all[split.val], val_pred[col], options, c_val, gates[name], w, maes
         )
 
     # Split-conformal interval for the close, normalised by the forecast range so it widens in
@@ -279,12 +222,16 @@ def train(
     scores = np.sort(np.abs(y_close_val - val_pred["y_close"]) / scale)
     rank = min(len(scores), math.ceil((len(scores) + 1) * p.interval_level))
     conformal_q = float(scores[rank - 1])
+    y_val = {t: targets[f"y_{t}"].to_numpy()[split.val] for t in QUANTILE_TARGETS}
+    points = {t: val_pred[f"y_{t}"] for t in QUANTILE_TARGETS}
+    quantile_offsets = {t: conformal_offsets(y_val[t], points[t], scale) for t in QUANTILE_TARGETS}
+    validation["quantiles"] = validation_quantiles(y_val, points, base.iloc[split.val], c_val)
 
     up = targets["up"].to_numpy()
     climatology = float(np.nanmean(up[np.concatenate([split.fit, split.val])]))
     clf = lgb.train(
         _lgb_params(p, "binary"),
-        lgb.Dataset(x_fit, up[split.fit], feature_name=list(FEATURE_NAMES)),
+        lgb.Dataset(x_fit, up[split.fit], feature_name=feature_names),
         num_boost_round=p.classifier_estimators,
     )
     raw_up = np.asarray(clf.predict(x_val))
@@ -296,7 +243,7 @@ def train(
     cal_b = apply_platt(raw_up[half:], a, b)
     clim_brier = brier(y_up[half:], np.full(len(cal_b), climatology))
     best_w, best_brier = 0.0, clim_brier
-    for w in _WEIGHT_GRID[1:]:
+    for w in WEIGHT_GRID[1:]:
         score = brier(y_up[half:], climatology + w * (cal_b - climatology))
         if score < best_brier:
             best_w, best_brier = float(w), score
@@ -321,12 +268,18 @@ def train(
         "feature_window": FEATURE_WINDOW,
         "data_fingerprint": data_fingerprint(frame),
     }
+    order = (*REGRESSION_TARGETS, "direction", "quantiles")
+    validation = {k: validation[k] for k in order if k in validation}
     return ModelBundle(
         params=asdict(p),
-        feature_names=list(FEATURE_NAMES),
+        feature_names=feature_names,
         model_strings=models,
         weights=weights,
         gate_baselines=gates,
+        anchors=anchors.to_dict(),
+        offsets=offsets,
+        sources=sources,
+        quantile_offsets=quantile_offsets,
         platt=(float(platt[0]), float(platt[1])),
         direction_weight=best_w,
         climatology=climatology,

@@ -72,19 +72,24 @@ def bundle(frame_6d: pd.DataFrame) -> ModelBundle:
     return train(frame_6d, FAST_PARAMS)
 
 
-def test_gate_baseline_is_the_better_naive_on_validation(bundle: ModelBundle) -> None:
+def test_gate_baseline_is_the_best_baseline_on_validation(bundle: ModelBundle) -> None:
     assert bundle.gate_baselines["close"] == "persistence"
     for name in ("high", "low", "range"):
         v = bundle.validation[name]
         assert v["baseline"] == "last_range_centred"
         assert v["strong_baseline"] == STRONG_BASELINE_NAMES[name]
+        assert (v["har_baseline"], v["ewma_baseline"]) == ("har_levels", "ewma_range")
+        maes = {
+            v[f"{kind}baseline"]: v[f"{kind}baseline_mae"]
+            for kind in ("", "strong_", "har_", "ewma_")
+        }
         gate = bundle.gate_baselines[name]
         assert v["gate_baseline"] == gate
-        best = min(v["baseline_mae"], v["strong_baseline_mae"])
-        gate_mae = v["baseline_mae"] if gate == v["baseline"] else v["strong_baseline_mae"]
-        assert gate_mae == best
-        # Gating compares against the better naive, so the weaker one can never be the fallback.
-        assert v["gate_skill"] == pytest.approx(min(v["skill"], v["strong_skill"]))
+        assert maes[gate] == min(maes.values())
+        # Gating compares against the best baseline (naives and anchors), so a weaker one can
+        # never be the fallback.
+        skills = [v["skill"], v["strong_skill"], v["har_skill"], v["ewma_skill"]]
+        assert v["gate_skill"] == pytest.approx(min(skills))
         assert v["weight"] == 0.0 or v["gate_skill"] >= FAST_PARAMS.get("min_val_skill", 0.005)
 
 

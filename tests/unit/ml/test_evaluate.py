@@ -16,6 +16,9 @@ from tests.unit.ml.conftest import FAST_PARAMS, STEP, synthetic_frame
 
 TARGET_KEYS = {"mae", "rmse", "mape", "smape", "baseline", "baseline_mae", "skill"}
 STRONG_KEYS = {"strong_baseline", "strong_baseline_mae", "strong_skill"}
+ANCHOR_KEYS = {
+    f"{p}_{k}" for p in ("har", "ewma") for k in ("baseline", "baseline_mae", "skill", "skill_ci95")
+}
 DIRECTION_KEYS = {"n", "accuracy", "accuracy_ci95", "brier", "brier_baseline", "log_loss"}
 DIRECTION_KEYS |= {"ece", "wda"}
 
@@ -79,13 +82,13 @@ def test_report_schema(report_and_calls: Any) -> None:
     report, _ = report_and_calls
     assert set(report) == {
         "symbol", "interval", "rows", "folds", "train_days", "targets", "close_interval",
-        "direction", "per_fold",
+        "direction", "per_fold", "quantiles",
     }  # fmt: skip
     assert report["symbol"] == "SYN" and report["interval"] == "5m"
     assert set(report["targets"]) == {"open", "high", "low", "close", "range"}
     for name, block in report["targets"].items():
         strong = name in {"high", "low", "range"}
-        assert set(block) == TARGET_KEYS | (STRONG_KEYS if strong else set())
+        assert set(block) == TARGET_KEYS | (STRONG_KEYS | ANCHOR_KEYS if strong else set())
         assert block["baseline"] == ("last_range_centred" if strong else "persistence")
     assert set(report["close_interval"]) == {"level", "coverage", "mean_width"}
     assert set(report["direction"]) == DIRECTION_KEYS
@@ -93,7 +96,8 @@ def test_report_schema(report_and_calls: Any) -> None:
     assert sum(f["rows"] for f in report["per_fold"]) == report["rows"]
     for fold in report["per_fold"]:
         assert {"start", "end", "targets", "close_interval", "direction"} <= set(fold)
-        assert set(fold["targets"]["range"]) == TARGET_KEYS | STRONG_KEYS
+        assert set(fold["targets"]["range"]) == TARGET_KEYS | STRONG_KEYS | ANCHOR_KEYS
+        assert fold["quantiles"]["rows"] == fold["rows"]
         assert set(fold["gate_baselines"]) == {"open", "high", "low", "close", "range"}
     # Random-walk closes: gated to persistence, so skill is exactly zero.
     assert report["targets"]["close"]["skill"] == 0.0
@@ -120,8 +124,21 @@ def test_prospective_metrics_matches_a_hand_built_pair() -> None:
     strong = preds["strong_base_range_next"].to_numpy()
     assert rng["strong_baseline_mae"] == pytest.approx(np.mean(np.abs(real_range - strong)))
     assert rng["strong_skill"] == pytest.approx(1 - rng["mae"] / rng["strong_baseline_mae"])
-    # Ledger rows without baseline columns: recomputed from the candles, same figures.
+    assert rng["har_baseline_mae"] == pytest.approx(
+        np.mean(np.abs(real_range - preds["base_har_range_next"].to_numpy()))
+    )
+    # Ledger rows without baseline columns: the naives are recomputed from the candles, with the
+    # same figures; the fitted anchors cannot be, and are null.
     bare = preds.drop(columns=[c for c in preds.columns if "base_" in c and "prob" not in c])
-    assert ev.prospective_metrics(bare, frame) == out
+    again = ev.prospective_metrics(bare, frame)
+    assert again["direction"] == out["direction"]
+    assert again["close_interval"] == out["close_interval"]
+    for name, block in out["targets"].items():
+        assert {k: again["targets"][name][k] for k in block if k not in ANCHOR_KEYS} == {
+            k: v for k, v in block.items() if k not in ANCHOR_KEYS
+        }
+    assert again["targets"]["range"]["har_skill"] is None
+    assert again["quantiles"]["close"]["coverage"] == out["quantiles"]["close"]["coverage"]
+    assert again["quantiles"]["close"]["crps_skill"] is None
     # A forecast whose candle has not closed yet is simply not scored.
     assert ev.prospective_metrics(preds, frame.iloc[:10])["rows"] == 0
