@@ -322,17 +322,6 @@ def status(
     if not pairs:
         out.print("no candles stored yet; run `candlecast backfill`")
         return
-    from rich.table import Table
+    from candlecast.cli.tables import status_table
 
-    table = Table("symbol", "interval", "first (UTC)", "last (UTC)", "count", "gaps", "missing")
-    for p in pairs:
-        table.add_row(
-            p.symbol,
-            p.interval,
-            iso_utc(p.first_open_time),
-            iso_utc(p.last_open_time),
-            str(p.count),
-            str(p.gaps),
-            str(p.missing),
-        )
-    out.print(table)
+    out.print(status_table(pairs), soft_wrap=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -78,7 +79,8 @@ db_app = typer.Typer(
 app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+# Piped output is not cut at 80 columns unless COLUMNS asks for it.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 P = ParamSpec("P")
 
 SymbolOption = Annotated[
@@ -217,6 +219,37 @@ def progress(description: str, total: int | None) -> Iterator[Callable[[int], No
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda advanced: progress.advance(task, advanced)
+
+
+@contextmanager
+def stages(command: str) -> Iterator[Callable[[str], None] | None]:
+    """A spinner naming the current stage, with the time spent, when attached to a terminal;
+    nothing otherwise. Each finished stage stays on screen with its duration."""
+    if not err.is_terminal:
+        yield None
+        return
+    import time
+
+    from rich.status import Status
+
+    current: list[tuple[str, float]] = []
+
+    def finish() -> None:
+        if current:
+            stage, started = current.pop()
+            err.print(f"  {command}: {stage} ({time.monotonic() - started:.1f} s)", highlight=False)
+
+    with Status(f"{command}: starting", console=err) as status:
+
+        def advance(stage: str) -> None:
+            finish()
+            current.append((stage, time.monotonic()))
+            status.update(f"{command}: {stage}")
+
+        try:
+            yield advance
+        finally:
+            finish()
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -20,11 +20,10 @@ from candlecast.cli.common import (
     parse_time,
     resolve_pair,
     settings_from,
+    stages,
 )
+from candlecast.cli.tables import fmt, report_tables, validation_tables
 from candlecast.domain import ConfigError, iso_utc
-
-if TYPE_CHECKING:
-    from rich.table import Table
 
 
 @app.command()
@@ -57,13 +56,15 @@ def train(
     settings = settings_from(database_url=database_url)
     pair_symbol, pair_interval = resolve_pair(symbol, interval, settings)
     with open_services(settings) as services:
-        outcome = modeling.train_model(
-            services.engine,
-            symbol=pair_symbol,
-            interval=pair_interval,
-            days=days if days is not None else settings.train_days,
-            force=force,
-        )
+        with stages("train") as on_stage:
+            outcome = modeling.train_model(
+                services.engine,
+                symbol=pair_symbol,
+                interval=pair_interval,
+                days=days if days is not None else settings.train_days,
+                force=force,
+                on_stage=on_stage,
+            )
         with services.engine.connect() as connection:
             record = registry.get_model(connection, model_id=int(outcome.model_id or 0))
     details = outcome.details
@@ -77,72 +78,7 @@ def train(
         highlight=False,
     )
     if record is not None:
-        out.print(_validation_table(record.metrics["validation"]))
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _validation_table(validation: dict[str, Any]) -> Table:
-    from rich.table import Table
-
-    table = Table(
-        "target", "MAE", "baseline", "baseline MAE", "skill", "strong baseline", "strong skill",
-        title="validation (held-out tail)",
-    )  # fmt: skip
-    for name, figures in validation.items():
-        if name == "direction":
-            continue
-        table.add_row(
-            name,
-            _fmt(figures.get("mae")),
-            str(figures.get("baseline", "-")),
-            _fmt(figures.get("baseline_mae")),
-            _fmt(figures.get("skill")),
-            str(figures.get("strong_baseline", "-")),
-            _fmt(figures.get("strong_skill")),
-        )
-    direction = validation.get("direction")
-    if direction:
-        table.add_row(
-            "direction (Brier)",
-            _fmt(direction.get("brier")),
-            "climatology",
-            _fmt(direction.get("brier_baseline")),
-            "-",
-            "-",
-            "-",
-        )
-    return table
-
-
-def _report_table(report: dict[str, Any]) -> Table:
-    from rich.table import Table
-
-    table = Table(
-        "target", "MAE", "RMSE", "sMAPE %", "baseline", "baseline MAE", "skill",
-        "strong baseline", "strong skill",
-        title=f"walk-forward: {report['folds']} folds, {report['rows']} rows, "
-        f"train {report['train_days']} d",
-    )  # fmt: skip
-    for name, figures in report["targets"].items():
-        table.add_row(
-            name,
-            _fmt(figures["mae"]),
-            _fmt(figures["rmse"]),
-            _fmt(figures["smape"]),
-            str(figures["baseline"]),
-            _fmt(figures["baseline_mae"]),
-            _fmt(figures["skill"]),
-            str(figures.get("strong_baseline", "-")),
-            _fmt(figures.get("strong_skill")),
-        )
-    return table
+        out.print(validation_tables(record.metrics["validation"]), soft_wrap=False)
 
 
 @app.command()
@@ -174,32 +110,34 @@ def evaluate(
     if first is not None and last is not None and first > last:
         raise ConfigError("--start is after --end")
     with open_services(settings) as services:
-        report = modeling.evaluate(
-            services.engine,
-            symbol=pair_symbol,
-            interval=pair_interval,
-            start=first,
-            end=last,
-            folds=folds,
-            train_days=train_days,
-        )
+        with stages("evaluate") as on_stage:
+            report = modeling.evaluate(
+                services.engine,
+                symbol=pair_symbol,
+                interval=pair_interval,
+                start=first,
+                end=last,
+                folds=folds,
+                train_days=train_days,
+                on_stage=on_stage,
+            )
     if json_path is not None and str(json_path) == "-":
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    out.print(_report_table(report))
+    out.print(report_tables(report), soft_wrap=False)
     ci = report["close_interval"]
     direction = report["direction"]
     low, high = direction["accuracy_ci95"]
     out.print(
-        f"close interval {ci['level']:.0%}: coverage {_fmt(ci['coverage'])}, "
-        f"mean width {_fmt(ci['mean_width'], 2)}",
+        f"close interval {ci['level']:.0%}: coverage {fmt(ci['coverage'])}, "
+        f"mean width {fmt(ci['mean_width'], 2)}",
         highlight=False,
     )
     out.print(
-        f"direction: n={direction['n']} accuracy {_fmt(direction['accuracy'])} "
-        f"CI95 [{_fmt(low)}, {_fmt(high)}] Brier {_fmt(direction['brier'])} "
-        f"(climatology {_fmt(direction['brier_baseline'])}) ECE {_fmt(direction['ece'])} "
-        f"WDA {_fmt(direction['wda'])}",
+        f"direction: n={direction['n']} accuracy {fmt(direction['accuracy'])} "
+        f"CI95 [{fmt(low)}, {fmt(high)}] Brier {fmt(direction['brier'])} "
+        f"(climatology {fmt(direction['brier_baseline'])}) ECE {fmt(direction['ece'])} "
+        f"WDA {fmt(direction['wda'])}",
         highlight=False,
     )
     if json_path is not None:

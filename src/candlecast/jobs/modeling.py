@@ -27,6 +27,11 @@ from candlecast.store.locks import job_lock
 log = logging.getLogger(__name__)
 
 ALGORITHM = "lightgbm-return-space"
+StageCallback = Callable[[str], None]
+
+
+def _no_stage(_name: str) -> None:
+    return None
 
 
 class NoData(CandlecastError):
@@ -94,12 +99,18 @@ def train_model(
     days: float,
     params: dict[str, Any] | None = None,
     force: bool = False,
+    on_stage: StageCallback | None = None,
 ) -> TrainOutcome:
-    """Trains on the last `days` days, registers the model, and promotes it if not worse."""
+    """Trains on the last `days` days, registers the model, and promotes it if not worse.
+
+    `on_stage` hears the name of each stage as it begins (for a progress display).
+    """
+    stage = on_stage or _no_stage
     with (
         job_lock(engine, f"train:{symbol}:{interval}"),
         recorded_run(engine, name="train", symbol=symbol, interval=interval) as details,
     ):
+        stage("loading candles")
         frame = _window_frame(engine, symbol=symbol, interval=interval, days=days)
         train_params = TrainParams(**{"symbol": symbol, "interval": interval, **(params or {})})
         newest = int(frame["open_time"].iloc[-1])
@@ -111,12 +122,14 @@ def train_model(
             details.update({"skipped": True, "reason": "no new candle since the last training",
                             "model_id": previous.id})  # fmt: skip
             return TrainOutcome(True, previous.id, False, details)
+        stage(f"fitting on {len(frame)} candles: features, each target, validation")
         started = now_ms()
         try:
             bundle = train(frame, train_params)
         except ValueError as exc:
             raise NoData(f"cannot train on {symbol} {interval}: {exc}") from None
         train_seconds = (now_ms() - started) / 1000
+        stage("comparing with the champion")
         champion_bundle = load_bundle(engine, champion_record.id) if champion_record else None
         compared = _comparison_frame(frame, bundle, champion_bundle)
         decision = decide(bundle, champion_bundle, compared)
@@ -124,6 +137,7 @@ def train_model(
         metrics = validation_summary(bundle)
         # One predict over the training frame, so /api/series reads this model's forecasts
         # instead of recomputing them per request; written with the model, atomically.
+        stage("storing the model and its predictions")
         materialized = bundle.predict(frame)
         with write_transaction(engine) as connection:
             model_id = registry.register_model(
@@ -304,15 +318,19 @@ def evaluate(
     folds: int,
     train_days: float,
     params: dict[str, Any] | None = None,
+    on_stage: StageCallback | None = None,
 ) -> dict[str, Any]:
     """Walk-forward evaluation over stored candles, exactly as `train` fits each fold."""
+    stage = on_stage or _no_stage
     with recorded_run(engine, name="evaluate", symbol=symbol, interval=interval) as details:
+        stage("loading candles")
         with engine.connect() as connection:
             frame = candle_reads.read_frame(
                 connection, symbol=symbol, interval=interval, start=start, end=end
             )
         if frame.empty:
             raise NoData(f"no {symbol} {interval} candles stored in that window")
+        stage(f"walk-forward: training and testing {folds} folds on {len(frame)} candles")
         report = walk_forward(
             frame,
             folds=folds,
