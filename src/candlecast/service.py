@@ -63,6 +63,9 @@ def ensure_api_token(settings: Settings) -> tuple[str, Path | None]:
     for candidate in (path, _old_token_path(settings)):
         token = _read_token(candidate)
         if token is not None:
+            if candidate.stat().st_mode & 0o077:
+                # Found readable by others (restored from a backup, written by hand): tighten.
+                os.chmod(candidate, 0o600)
             return token, candidate
     ensure_state_folder(path.parent)
     token = secrets.token_urlsafe(32)

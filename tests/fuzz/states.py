@@ -73,6 +73,8 @@ def build_app(
         "database_url": database_url,
         "api_token": TOKEN,
         "backfill_days": 3,
+        # Long POSTs answer 202 quickly rather than holding the request.
+        "train_wait_seconds": 2,
         **settings,
     }
     if exchange_url is not None:

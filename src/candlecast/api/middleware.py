@@ -55,18 +55,27 @@ class GuardMiddleware:
                 return
         received = 0
         started = False
+        overflowed = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, overflowed
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    overflowed = True
                     raise _BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if overflowed:
+                # The app caught the overflow while parsing (FastAPI makes it a 400): answer
+                # 413 in place of whatever it says, once.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _send_json(send, 413, too_large)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -131,7 +131,11 @@ def jobs(
     context: Context,
     pair: PairDep,
     limit: Annotated[int, Query(ge=1, le=200, description="Newest first")] = 50,
-    name: Annotated[str | None, Query(max_length=32, description="e.g. ingest, train")] = None,
+    # A job name is a word; anything else (a NUL byte, which PostgreSQL refuses) is a 422.
+    name: Annotated[
+        str | None,
+        Query(max_length=32, pattern=r"^[A-Za-z0-9_.:-]+$", description="e.g. ingest, train"),
+    ] = None,
 ) -> JobsResponse:
     """Recent job runs of the pair (and pair-less ones) with details, and scheduled next runs."""
     with context.services.engine.connect() as connection:

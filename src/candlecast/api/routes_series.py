@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 
 from candlecast.api import series as series_data
 from candlecast.api.context import ApiContext, BadParameter, Context, Pair, PairDep, parse_time
-from candlecast.api.schemas import SeriesResponse
+from candlecast.api.schemas import SeriesColumnsResponse, SeriesResponse
 from candlecast.api.shaping import MAX_WINDOW_DAYS, iso
 from candlecast.domain import interval_ms
 from candlecast.jobs.common import DAY_MS
@@ -46,7 +46,8 @@ def resolve_window(
 
 @router.get(
     "/series",
-    response_model=SeriesResponse,
+    # Declared as either shape, so a format=columns answer matches the schema too.
+    response_model=SeriesResponse | SeriesColumnsResponse,
     responses={200: {"description": "Points (default) or, with format=columns, " + _COLUMNS_DOC}},
 )
 def series(

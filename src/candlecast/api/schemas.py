@@ -122,6 +122,36 @@ class SeriesResponse(BaseModel):
     bucket_ms: int
 
 
+class SeriesColumnsResponse(BaseModel):
+    """GET /api/series?format=columns: the same series as parallel arrays (null: no value)."""
+
+    time: list[int] = Field(description="Open times, epoch ms")
+    open: list[float]
+    high: list[float]
+    low: list[float]
+    close: list[float]
+    volume: list[float]
+    open_next: list[float | None]
+    high_next: list[float | None]
+    low_next: list[float | None]
+    close_next: list[float | None]
+    amp_next: list[float | None]
+    dir_next: list[float | None]
+    prob_up: list[float | None]
+    prob_down: list[float | None]
+    err_close_abs: list[float | None]
+    err_close_signed: list[float | None]
+    err_amp_abs: list[float | None]
+    err_amp_signed: list[float | None]
+    symbol: str
+    interval: str
+    model_id: int | None
+    start: str
+    end: str
+    count: int
+    bucket_ms: int
+
+
 class MetricsResponse(BaseModel):
     """GET /api/metrics: the champion's validation metrics for the next close."""
 
