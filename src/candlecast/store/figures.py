@@ -91,7 +91,8 @@ def pair_candles(connection: Connection) -> list[PairCandles]:
     found: list[PairCandles] = []
     for symbol, interval in stored_pairs(connection):
         pair = [candles.c.symbol == symbol, candles.c.interval == interval]
-        # Three scalar reads: SQLite optimizes min() and max() only when each is alone.
+        # Three scalar reads: a count alone is a B-tree count, and min() and max() are single
+        # probes only when each stands alone (together with count they scan the range).
         query = select(
             select(func.count()).select_from(candles).where(*pair).scalar_subquery(),
             select(func.min(candles.c.open_time)).where(*pair).scalar_subquery(),
