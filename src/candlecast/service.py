@@ -15,7 +15,13 @@ from typing import Any
 
 from candlecast.bootstrap import Services, bootstrap
 from candlecast.config import Settings
-from candlecast.domain import CandlecastError, ExchangeError, JobAlreadyRunning, iso_utc
+from candlecast.domain import (
+    CandlecastError,
+    ExchangeError,
+    JobAlreadyRunning,
+    interval_ms,
+    iso_utc,
+)
 from candlecast.exchange.stream import KlineClosed, KlineStream, KlineUpdate, Reconnected
 from candlecast.hints import START_UP_RETRY_MAX_SECONDS, exchange_hint, retry_delay_seconds
 from candlecast.jobs import isolated, pipeline, sync
@@ -357,6 +363,9 @@ class Service:
         candle = event.candle
         try:
             with write_transaction(self.services.engine) as connection:
+                newest = candle_reads.last_open_time(
+                    connection, symbol=self.symbol, interval=self.interval
+                )
                 candle_store.upsert_candles(
                     connection,
                     rows=[candle_rows.row_from_candle(candle)],
@@ -366,7 +375,13 @@ class Service:
                     interval=self.interval,
                 )
             self.runtime.update(live_candle=None)
-            self.refresh()
+            if newest is not None and candle.open_time - newest > interval_ms(self.interval):
+                # The stream only tells of candles closing while it listens: those that closed
+                # between the last stored one and the connection come over REST, now.
+                log.info("the stream skipped candles after %s; fetching them", iso_utc(newest))
+                self.ingest()
+            else:
+                self.refresh()
         except CandlecastError as exc:
             log.warning("could not process the closed candle %s: %s",
                         iso_utc(candle.open_time), exc)  # fmt: skip

@@ -173,6 +173,7 @@ def stream_fault_run(
     faults: dict[str, Any],
     *,
     closes: int = 12,
+    lag_candles: int = 0,
 ) -> Tally:
     """The service's real stream consumer under a stream fault: closed candles are stored,
     a reconnect fetches the gap over REST. Every candle that closed meanwhile must be exact."""
@@ -182,6 +183,8 @@ def stream_fault_run(
     with engine.connect() as connection:
         start = candle_reads.last_open_time(connection, symbol=SYMBOL, interval=INTERVAL)
     assert start is not None
+    # Candles that close before the stream connects are never sent on it.
+    fake.clock.advance(lag_candles * STEP)
     fake.set_faults(**faults)
     service = Service(services, Runtime(stream_enabled=True), scheduler=False)
     # Seconds instead of the production 20-60 s, so a stall is noticed within the test.
@@ -208,7 +211,7 @@ def stream_fault_run(
         service.stop()
         thread.join(timeout=15)
     tally = check_exact(engine, fake.market, first=first, last=target)
-    tally.faults = injected_faults(fake) + fake.stats.ws_connections - 1
+    tally.faults = injected_faults(fake) + fake.stats.ws_connections - 1 + lag_candles
     fake.clear_faults()
     return tally
 

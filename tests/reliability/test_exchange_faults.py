@@ -103,3 +103,19 @@ def test_stream_fault_keeps_candles_exact(
         engine.dispose()
     assert tally.faults > 0, f"{fault}: nothing was injected"
     assert tally.exact and tally.checked >= 280, f"{fault}: {tally}"
+
+
+def test_candles_that_closed_before_the_stream_connected_are_fetched_at_its_first_close(
+    fake_exchange: FakeExchangeFactory, tmp_path: Path
+) -> None:
+    # Regression: they used to wait for the next scheduled ingest (5 minutes by default).
+    database_url = f"sqlite:///{tmp_path / 'lag.db'}"
+    engine = db.create_store_engine(database_url)
+    db.upgrade(engine)
+    fake = fake_exchange(MAIN_CSV, start=START, speed=600, ws_update_ms=40)
+    settings = reliability_settings(database_url, fake.base_url)
+    try:
+        tally = stream_fault_run(engine, fake, settings, {}, closes=6, lag_candles=3)
+    finally:
+        engine.dispose()
+    assert tally.exact and tally.checked >= 280, tally
