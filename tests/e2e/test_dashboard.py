@@ -81,8 +81,32 @@ def test_charts_hold_the_served_points(live: Live, context_factory: Any) -> None
         assert abs(real - series["count"]) <= 1, (days, real, series["count"])
         assert real == pred == close
         assert real <= 1500
+        _validation_is_explained(live, page, series)
     assert series["count"] == 288 or series["count"] >= 280
     assert not watch.problems, watch.problems
+
+
+def _validation_is_explained(live: Live, page: Any, series: dict[str, Any]) -> None:
+    """Shading only where the validation period splits the window, and words either way; the
+    close caption says when the model's close is persistence's. With 7 days of candles the
+    1 d window lies inside the validation period and the 7 d window straddles it."""
+    metrics = live.get("/api/metrics").json()
+    start = parse_iso_utc(metrics["validation_start"])
+    shapes = page.evaluate("(document.getElementById('chart-candles').layout.shapes || []).length")
+    note = page.inner_text("#shade-note")
+    if start <= series["time"][0]:
+        assert shapes == 0, "a full-window block highlights nothing"
+        assert "All of this window is out of sample" in note, note
+    else:
+        assert shapes == 1
+        assert "The shaded part" in note and "never trained" in note, note
+    names = page.evaluate("document.getElementById('chart-close').data.map((t) => t.name)")
+    caption = page.inner_text("#close-note")
+    if metrics["validation"]["close"]["weight"] == 0:
+        assert "gated to persistence" in caption and "coincide" in caption, caption
+        assert names == ["real close", "predicted = persistence"], names
+    else:
+        assert "gated to persistence" not in caption, caption
 
 
 def test_forecast_shown_equals_the_api(live: Live, context_factory: Any) -> None:
@@ -172,7 +196,9 @@ def test_docs_render_and_cannot_escape(live: Live, context_factory: Any) -> None
         assert "[project]" not in answer.text and "root:" not in answer.text
 
 
-def _empty_states(server: Server, context_factory: Any, label: str, expect: str) -> None:
+def _empty_states(
+    server: Server, context_factory: Any, label: str, expect: str, check: Any = None
+) -> None:
     for width in (1280, 375):
         context = context_factory(width=width)
         for path in PAGES[:5]:
@@ -183,7 +209,20 @@ def _empty_states(server: Server, context_factory: Any, label: str, expect: str)
             text = page.inner_text("main")
             assert expect in text, (path, text[:600])
             assert "Traceback" not in text
+            if check is not None:
+                check(page, path)
             page.close()
+
+
+def _says_offline_and_what_to_do(page: Any, path: str) -> None:
+    """The header says offline; the banner what to check and when the next retry is."""
+    assert page.get_attribute("#live", "data-state") == "offline", path
+    banner = page.locator("#conn-banner")
+    assert banner.is_visible(), path
+    text = banner.inner_text()
+    assert "CANDLECAST_BINANCE_URL" in text and "network" in text and "451" in text, text
+    assert re.search(r"Next retry in \d+ s|Retrying now", text), text
+    assert "nothing needs to be done" not in page.inner_text("main"), path
 
 
 def test_empty_states_with_the_exchange_down(tmp_path: Path, context_factory: Any) -> None:
@@ -197,18 +236,13 @@ def test_empty_states_with_the_exchange_down(tmp_path: Path, context_factory: An
             return any(run["status"] == "failed" for run in runs)
 
         wait_for(failed_once, timeout=60, what="a failed backfill")
-        _empty_states(server, context_factory, "exchange-down", "exchange is unreachable")
-        # The header says offline, and the banner what to check and when the next retry is.
-        page, watch = _open(context_factory(), server, "/")
-        assert page.get_attribute("#live", "data-state") == "offline"
-        banner = page.locator("#conn-banner")
-        assert banner.is_visible()
-        text = banner.inner_text()
-        assert "CANDLECAST_BINANCE_URL" in text and "network" in text, text
-        assert "451" in text, text
-        assert re.search(r"Next retry in \d+ s|Retrying now", text), text
-        assert "nothing needs to be done" not in page.inner_text("main")
-        assert not watch.problems, watch.problems
+        _empty_states(
+            server,
+            context_factory,
+            "exchange-down",
+            "exchange is unreachable",
+            check=_says_offline_and_what_to_do,
+        )
 
 
 def test_empty_states_without_a_model(tmp_path: Path, context_factory: Any) -> None:

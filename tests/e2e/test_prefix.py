@@ -60,6 +60,8 @@ def test_every_page_stays_under_the_prefix_and_fits(
     context = context_factory(width=width, theme=theme)
     for path in DASHBOARD + OTHER:
         page, watch, requested = _visit(context, live, path)
+        if path == "/metrics":
+            _forgive_the_browsers_own_favicon(page, live, watch)
         assert not watch.problems, (path, watch.problems)
         assert requested, path
         stray = _outside(requested, live.base_url)
@@ -72,6 +74,22 @@ def test_every_page_stays_under_the_prefix_and_fits(
             assert not empty, (path, empty)
             _assert_links_stay_under(page, live.base_url, path)
         page.close()
+
+
+def _forgive_the_browsers_own_favicon(page: Any, live: Live, watch: PageWatch) -> None:
+    """/metrics is plain text, so it cannot name an icon: Chromium then asks for /favicon.ico
+    at the host's root by itself. That request is the browser's, not the page's; under a
+    prefix it gets the 404 the proxy gives anything outside. Nothing else is forgiven."""
+    for _ in range(15):  # it may come a moment after the page has loaded
+        if live.proxy.outside:
+            break
+        page.wait_for_timeout(100)
+    if live.proxy.outside == ["/favicon.ico"]:
+        live.proxy.outside.clear()
+        missing = (
+            "console error: Failed to load resource: the server responded with a status of 404"
+        )
+        watch.problems = [p for p in watch.problems if not p.startswith(missing)]
 
 
 def _assert_links_stay_under(page: Any, base: str, path: str) -> None:
@@ -91,19 +109,16 @@ def _assert_links_stay_under(page: Any, base: str, path: str) -> None:
 
 
 def test_nav_links_lead_to_working_pages(live: Live, context_factory: Any) -> None:
-    page, watch, requested = _visit(context_factory(), live, "/")
+    page, watch, _ = _visit(context_factory(), live, "/")
     hrefs: list[str] = page.evaluate(
         "Array.from(document.querySelectorAll('.nav a:not([target])')).map((a) => a.href)"
     )
     assert len(hrefs) >= 7, hrefs
-    for href in hrefs:
-        watch.navigating = True
-        answer = page.goto(href)
-        watch.navigating = False
-        assert answer is not None and answer.status == 200, href
-    page.wait_for_load_state("networkidle")
+    for href in hrefs:  # each page itself is rendered and checked above
+        assert href.startswith(live.base_url + "/"), href
+        assert httpx.get(href, timeout=10).status_code == 200, href
     assert not watch.problems, watch.problems
-    assert not _outside(requested, live.base_url), _outside(requested, live.base_url)
+    assert not live.proxy.outside, live.proxy.outside
 
 
 def test_the_proxy_refuses_paths_outside_the_prefix(live: Live) -> None:

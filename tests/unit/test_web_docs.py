@@ -78,6 +78,13 @@ def test_rendering_adds_anchors_tables_and_rewrites_links() -> None:
     assert '<table class="doc-table">' in html
 
 
+def test_inline_code_may_wrap_after_separators_and_stays_escaped() -> None:
+    html = Renderer().render_text("`/api/series?format=columns&max_points=2` `<b>`")["html"]
+    code = html.split("<code>")[1].split("</code>")[0]
+    assert code == "/<wbr>api/<wbr>series?<wbr>format=<wbr>columns&amp;<wbr>max_points=<wbr>2"
+    assert "<code>&lt;b&gt;</code>" in html
+
+
 def test_menu_lists_known_pages_first_and_marks_missing_ones(docs: Path) -> None:
     (docs / "extra-notes.md").write_text("# Extra notes\n")
     items = menu(docs)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
 from markdown_it.token import Token
 
 import candlecast
@@ -113,6 +114,19 @@ def _rewrite_href(href: str, root: str = "") -> str:
     return href
 
 
+# After these, a long path or URL in inline code may wrap (a narrow table cell, a phone).
+_BREAK_AFTER = re.compile(r"(?<=[/?&,=])")
+
+
+def _code_inline(
+    self: Any, tokens: list[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
+    """Inline code, escaped, with <wbr> break chances after / ? & , = (copying is unchanged)."""
+    token = tokens[idx]
+    parts = (escapeHtml(part) for part in _BREAK_AFTER.split(token.content))
+    return f"<code{self.renderAttrs(token)}>" + "<wbr>".join(parts) + "</code>"
+
+
 class Renderer:
     """Markdown to HTML with heading anchors, tables and rewritten links; cached by mtime.
 
@@ -122,6 +136,7 @@ class Renderer:
 
     def __init__(self) -> None:
         self._md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+        self._md.add_render_rule("code_inline", _code_inline)
         self._cache: dict[tuple[Path, str], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
