@@ -122,9 +122,11 @@ def read_figures(engine: Engine, tally: RunTally | None = None) -> Figures:
 class StoreCollector(Collector):
     """Database figures and runtime state, read at scrape time.
 
-    A snapshot older than `ttl` is refreshed in a background thread; the scrape waits up to
-    `max_wait` seconds for it and otherwise answers with the previous one (its age is exported),
-    so a slow or unreachable database never makes /metrics slow.
+    A snapshot older than `ttl` is refreshed in a background thread. When the last read was
+    quick, the scrape waits up to `max_wait` seconds for the new one; when it was slow, the
+    scrape answers with the previous one at once and the read starts after the answer is sent
+    (refresh_if_due), so it never competes with the scrape for the CPU. Either way a slow or
+    unreachable database never makes /metrics slow, and the figures' age is exported.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class StoreCollector(Collector):
         self._lock = threading.Lock()
         self._snapshot: Figures | None = None
         self._refreshing: threading.Event | None = None
+        self._due = False
         self._failures = 0
         self._tally = RunTally()
 
@@ -147,15 +150,30 @@ class StoreCollector(Collector):
             fresh = current is not None and time.monotonic() - current.read_at <= self.ttl
             if fresh:
                 return current
-            done = self._refreshing
-            if done is None:
-                done = self._refreshing = threading.Event()
-                threading.Thread(
-                    target=self._refresh, args=(done,), name="candlecast-metrics", daemon=True
-                ).start()
+            if current is not None and current.seconds > self.max_wait:
+                self._due = True
+                return current
+            done = self._start_refresh()
         done.wait(self.max_wait)
         with self._lock:
             return self._snapshot
+
+    def refresh_if_due(self) -> None:
+        """Starts the read a scrape put off; call it once the scrape's answer is sent."""
+        with self._lock:
+            if self._due:
+                self._due = False
+                self._start_refresh()
+
+    def _start_refresh(self) -> threading.Event:
+        """The running refresh's completion event, starting one if none runs (lock held)."""
+        done = self._refreshing
+        if done is None:
+            done = self._refreshing = threading.Event()
+            threading.Thread(
+                target=self._refresh, args=(done,), name="candlecast-metrics", daemon=True
+            ).start()
+        return done
 
     def _refresh(self, done: threading.Event) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,30 @@ async def test_docs_openapi_and_metrics_work_under_a_prefix(tmp_path: Path, mode
         assert "/metrics" in schema["paths"]
         metrics = await http.get("/metrics")
         assert metrics.status_code == 200 and "candlecast_http_requests_total" in metrics.text
+
+
+def test_a_slow_database_read_never_holds_a_scrape(engine: Engine, database_url: str) -> None:
+    load(engine, days=1)
+    api = client(engine, database_url)
+    app: Any = api.app
+    store = app.state.metrics.store
+    assert value(scrape(api.app), "candlecast_candles_stored", **PAIR) == 288
+    load(engine, days=1, first=FIRST + DAY)
+    # Any read counts as slow now: the scrape answers with the figures it has...
+    store.max_wait = 0.0
+    before = store.snapshot()
+    page = asyncio.run(_get_metrics(api.app))
+    assert value(parse(page), "candlecast_candles_stored", **PAIR) == 288
+    # ...and the read it put off starts once the answer is sent.
+    deadline = time.monotonic() + 10
+    while store.snapshot() is before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = parse(asyncio.run(_get_metrics(api.app)))
+    assert value(after, "candlecast_candles_stored", **PAIR) == 2 * 288
+
+
+async def _get_metrics(app: Any) -> str:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as http:
+        return (await http.get("/metrics")).text

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.background import BackgroundTask
 
 from candlecast.metrics import Metrics
 
@@ -66,6 +67,8 @@ def metrics_router(metrics: Metrics) -> APIRouter:
         """Prometheus metrics (text format), every name starting `candlecast_`; see
         docs/operations.md. Public, like every read route, and free of secrets."""
         body = await run_in_threadpool(metrics.render)
-        return Response(body, media_type=METRICS_CONTENT_TYPE)
+        # A database read the scrape put off starts once the answer is out.
+        after = BackgroundTask(metrics.store.refresh_if_due)
+        return Response(body, media_type=METRICS_CONTENT_TYPE, background=after)
 
     return router
