@@ -240,7 +240,7 @@ def test_empty_states_with_the_exchange_down(tmp_path: Path, context_factory: An
             server,
             context_factory,
             "exchange-down",
-            "exchange is unreachable",
+            "the exchange cannot be reached",
             check=_says_offline_and_what_to_do,
         )
 

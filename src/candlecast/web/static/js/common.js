@@ -161,6 +161,10 @@
   CC.banner = function (text, kind) {
     const el = CC.$("banner");
     if (!el) return;
+    // While the connection banner says the exchange is offline, a page's own "unreachable"
+    // banner would only repeat it.
+    const conn = CC.$("conn-banner");
+    if (text && conn && !conn.hidden && String(text).indexOf(EXCHANGE_TITLE) === 0) text = "";
     el.hidden = !text;
     el.textContent = text || "";
     el.className = "banner " + (kind || "warn");
@@ -168,6 +172,7 @@
 
   // Why there are no candles yet, in words: the exchange refusing, or a backfill under way.
   const EXCHANGE_ERRORS = /^(Exchange|RateLimited|IPBanned|RestrictedLocation)/;
+  const EXCHANGE_TITLE = "The exchange is unreachable";
   CC.whyNoData = async function () {
     const jobs = await CC.get("/api/jobs?limit=20");
     if (!jobs.ok) {
@@ -178,12 +183,14 @@
       EXCHANGE_ERRORS.test(String((r.details || {}).error_type || "")));
     if (failed) {
       const conn = last && last.connection;
-      const advice = conn && conn.state === "offline" ? "What to check is in the red banner " +
-        "above; this page fills in by itself once the exchange answers." :
+      // The red banner at the top already says why and what to check: do not repeat it.
+      const text = conn && conn.state === "offline" ? "No candles are stored yet: the " +
+        "exchange has not answered. What to check is in the red banner at the top; this page " +
+        "fills in by itself once the exchange answers." :
+        "No candles are stored yet: the last " + failed.name + " failed (" +
+        (failed.details.error || failed.details.error_type) + "). " +
         (conn && conn.hint ? conn.hint + " " : "") + "The service keeps retrying by itself.";
-      return { exchange: true, title: "The exchange is unreachable",
-        text: "No candles are stored yet: the last " + failed.name + " failed (" +
-          (failed.details.error || failed.details.error_type) + "). " + advice };
+      return { exchange: true, title: EXCHANGE_TITLE, text: text };
     }
     const running = (jobs.data.runs || []).find((r) => r.status === "running");
     return { title: "No data yet", text: running
@@ -344,17 +351,20 @@
     const banner = CC.$("conn-banner");
     let state = "starting";
     let title = TITLES.starting;
-    let message = "";
+    let lines = null;
     if (serverError) {
       state = "unreachable";
       title = "The candlecast server does not answer (" + serverError + ").";
-      message = title + " This page keeps asking every few seconds and catches up by itself.";
+      lines = [CC.h("strong", { text: title }), CC.h("div", { text: "This page keeps " +
+        "asking every few seconds and catches up by itself." })];
     } else if (conn) {
       state = LABELS[conn.state] ? conn.state : "starting";
       title = TITLES[state] + (conn.reason ? " " + conn.reason : "");
       if (state === "offline") {
-        message = "Offline: the exchange cannot be reached (" + (conn.reason || "no answer") +
-          "). " + (conn.hint ? conn.hint + " " : "") + retryText(conn.next_retry_at);
+        lines = [CC.h("strong", { text: "Offline: the exchange cannot be reached." }),
+          CC.h("div", { cls: "why", text: conn.reason || "It has not answered." }),
+          CC.h("div", { text: conn.hint || "" }),
+          CC.h("div", { cls: "retry", text: retryText(conn.next_retry_at) })];
       }
     }
     if (el) {
@@ -363,8 +373,18 @@
       el.title = title;
     }
     if (banner) {
-      banner.hidden = !message;
-      banner.textContent = message;
+      // Rebuilt only when what it says changes; the retry countdown is updated in place, so
+      // a screen reader announces the outage once, not every two seconds.
+      const key = lines ? lines.map((n) => (n.className === "retry" ? "" : n.textContent))
+        .join("|") : "";
+      const retry = banner.querySelector(".retry");
+      if (key && key === banner.dataset.key && retry) {
+        retry.textContent = lines[lines.length - 1].textContent;
+      } else {
+        banner.replaceChildren(...(lines || []));
+        banner.dataset.key = key;
+      }
+      banner.hidden = !lines;
     }
   }
   async function poll() {
