@@ -49,8 +49,10 @@ def main() -> None:
     parser.add_argument("--database", nargs="+", default=["sqlite", "postgresql"])
     options = parser.parse_args()
     print(f"machine: {machine()}; examples {options.examples}, sequences {options.sequences}")
-    print("| database | state | cases | undeclared 5xx | schema mismatches | timeouts "
-          "| sequences cut short | seconds |")  # fmt: skip
+    print(
+        "| database | state | cases | undeclared 5xx | schema mismatches | timeouts "
+        "| sequences cut short | seconds |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for kind in options.database:
         for state in states.STATES:

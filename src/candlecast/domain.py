@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
@@ -33,6 +33,7 @@ INTERVAL_MS: Final[dict[str, int]] = {
     "1w": 7 * 1440 * MINUTE_MS,
 }
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SYMBOL_RE: Final = re.compile(r"^[A-Z0-9]{2,20}$")
 
 
@@ -176,7 +177,8 @@ def parse_iso_utc(text: str) -> int:
         raise ValueError(f"not an ISO 8601 time or epoch milliseconds: {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    # Integer arithmetic: timestamp() * 1000 is a float and can lose the last millisecond.
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def format_decimal(value: Decimal | None) -> str:

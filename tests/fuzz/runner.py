@@ -104,8 +104,11 @@ def add_links(app: FastAPI) -> int:
         if method == "get"
         and {"symbol", "interval"} <= {p["name"] for p in operation.get("parameters", [])}
     ]
-    job_readers = [(path, ops["get"]) for path, ops in paths.items()
-                   if path.startswith("/api/jobs/{") and "get" in ops]  # fmt: skip
+    job_readers = [
+        (path, ops["get"])
+        for path, ops in paths.items()
+        if path.startswith("/api/jobs/{") and "get" in ops
+    ]
     added = 0
     for operations in paths.values():
         for method, operation in operations.items():
@@ -186,8 +189,10 @@ def _check(report: FuzzReport, case: Any, headers: dict[str, str] | None) -> Non
         report.cases += 1
         report.timeouts += 1
         if len(report.examples) < 20:
-            report.examples.append(f"{case.method} {case.formatted_path} {case.query!r:.120}: "
-                                   f"no answer within {CALL_TIMEOUT_SECONDS} s")  # fmt: skip
+            report.examples.append(
+                f"{case.method} {case.formatted_path} {case.query!r:.120}: "
+                f"no answer within {CALL_TIMEOUT_SECONDS} s"
+            )
         return
     validate(report, case, response, headers)
 

@@ -121,10 +121,12 @@ def test_every_json_route_returns_exactly_the_documented_keys(
     client, served = running
     examples = parse_examples(DOCS.read_text(encoding="utf-8"))
     api_routes = [
-        (method, path) for method, path in served
-        if path.startswith("/api/") and path not in NOT_JSON_ROUTES
+        (method, path)
+        for method, path in served
+        if path.startswith("/api/")
+        and path not in NOT_JSON_ROUTES
         and not path.startswith("/api/docs/")
-    ]  # fmt: skip
+    ]
     undocumented = [f"{m} {p}" for m, p in api_routes if not examples.get((m, p))]
     assert not undocumented, f"docs/api.md has no ```json example for: {undocumented}"
     stale = [f"{m} {p}" for m, p in examples if (m, p) not in served and examples[(m, p)]]
@@ -139,8 +141,10 @@ def test_every_json_route_returns_exactly_the_documented_keys(
             response = client.request(method, url, params=example.query, headers=headers)
             label = f"{method} {path} {example.query or ''}".strip()
             if response.status_code != example.status:
-                problems.append(f"{label}: status {response.status_code}, documented "
-                                f"{example.status}: {response.text[:200]}")  # fmt: skip
+                problems.append(
+                    f"{label}: status {response.status_code}, documented "
+                    f"{example.status}: {response.text[:200]}"
+                )
                 continue
             assert response.headers["content-type"].startswith("application/json"), label
             problems += [f"{label}: {p}" for p in key_differences(example.body, response.json())]

@@ -91,8 +91,10 @@ def test_injection_strings_change_nothing_and_never_give_a_5xx(
             if response.status_code >= 500 and not (
                 path == "/api/health" and response.status_code == 503
             ):
-                server_errors.append(f"{method} {path} {location} {name}={payload!r}: "
-                                     f"{response.status_code} {response.text[:120]}")  # fmt: skip
+                server_errors.append(
+                    f"{method} {path} {location} {name}={payload!r}: "
+                    f"{response.status_code} {response.text[:120]}"
+                )
     assert not server_errors, "\n".join(server_errors)
     assert fingerprint(engine) == before
 
