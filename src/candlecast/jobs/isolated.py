@@ -119,7 +119,8 @@ class TrainingPool:
             return None
         try:
             return warm.result()
-        except BrokenProcessPool:
+        except Exception:
+            # The child died before it was warm (or could not import): there is no pid to give.
             return None
 
     def train(
@@ -141,6 +142,9 @@ class TrainingPool:
                 # The idle child had died (killed, out of memory): nothing ran, so start afresh.
                 self._replace(executor)
                 future = self._current().submit(_train_in_child, *arguments)
+            except RuntimeError:
+                # "cannot schedule new futures after shutdown": stop() came in between.
+                raise TrainingStopped("the service is stopping; no training starts") from None
             try:
                 return future.result()
             except (Terminated, CancelledError):
