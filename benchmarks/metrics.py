@@ -6,8 +6,9 @@ process has counted exchange requests, stream messages and HTTP requests on ever
 Three figures, each the median of --runs scrapes:
 - "fresh": the database figures are younger than the collector's TTL (2 s), as when Prometheus
   and a dashboard scrape close together;
-- "expired": every scrape finds the figures stale, starts a refresh and waits up to 5 ms for
-  it (else answers with the last figures), as with Prometheus' usual 15 s interval;
+- "expired": every scrape finds the figures stale, as with Prometheus' usual 15 s interval; the
+  read takes longer than 5 ms here, so the scrape answers with the last figures and the read
+  runs after the answer (0.3 s between scrapes lets it finish);
 - "db read": one refresh of the database figures on its own (what runs in the background).
 Usage: python -m benchmarks.metrics [--backend sqlite|postgresql] [--runs 15]
 """
