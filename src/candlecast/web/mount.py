@@ -160,25 +160,52 @@ def _page_router(
     def guide_page(request: Request, name: str) -> Response:
         items = menu(docs_dir)
         if docs_dir is None:
-            return render(request, "guide.html", "guide", title="Docs", menu=items,
-                          slug=name, doc=None, missing="folder")  # fmt: skip
+            return render(
+                request,
+                "guide.html",
+                "guide",
+                title="Docs",
+                menu=items,
+                slug=name,
+                doc=None,
+                missing="folder",
+            )
         if name.endswith(tuple(ASSET_TYPES)):
             asset = safe_path(docs_dir, name)
             if asset is None:
                 return Response(b"not found", status_code=404, media_type="text/plain")
-            return FileResponse(asset, media_type=ASSET_TYPES[asset.suffix],
-                                headers={"Cache-Control": "no-cache", **_PAGE_HEADERS})  # fmt: skip
+            return FileResponse(
+                asset,
+                media_type=ASSET_TYPES[asset.suffix],
+                headers={"Cache-Control": "no-cache", **_PAGE_HEADERS},
+            )
         slug = name.removesuffix(".md")
         path = safe_path(docs_dir, f"{slug}.md")
         if path is None:
-            response = render(request, "guide.html", "guide", title="Not found", menu=items,
-                              slug=slug, doc=None, missing="page")  # fmt: skip
+            response = render(
+                request,
+                "guide.html",
+                "guide",
+                title="Not found",
+                menu=items,
+                slug=slug,
+                doc=None,
+                missing="page",
+            )
             response.status_code = 404
             return response
         doc = renderer.render_file(path, root=root_of(request, settings.root_path))
         title = doc["title"] or slug
-        return render(request, "guide.html", "guide", title=title, menu=items, slug=slug,
-                      doc=doc, missing=None)  # fmt: skip
+        return render(
+            request,
+            "guide.html",
+            "guide",
+            title=title,
+            menu=items,
+            slug=slug,
+            doc=doc,
+            missing=None,
+        )
 
     @router.get("/guide", response_class=HTMLResponse)
     def guide_index(request: Request) -> Response:
