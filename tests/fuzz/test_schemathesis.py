@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from tests.fake_exchange.fixtures import FakeExchangeFactory
 from tests.fuzz import runner, states
 
-EXAMPLES = int(os.environ.get("CANDLECAST_FUZZ_EXAMPLES", "2"))
+EXAMPLES = int(os.environ.get("CANDLECAST_FUZZ_EXAMPLES", "1"))
 
 
 @pytest.mark.parametrize("state", states.STATES)
