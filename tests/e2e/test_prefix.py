@@ -27,6 +27,7 @@ OTHER = ("/api/docs", "/metrics")
 
 
 def _visit(context: Any, live: Live, path: str) -> tuple[Any, PageWatch, list[str]]:
+    live.proxy.outside.clear()  # what reached the proxy outside the prefix, for this page only
     page = context.new_page()
     watch = PageWatch()
     watch.attach(page)
