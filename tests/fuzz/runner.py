@@ -273,6 +273,7 @@ def fuzz_stateful(app: FastAPI, *, max_examples: int, steps: int = 10) -> FuzzRe
                 hypothesis.seed(sequence)(
                     lambda: run_state_machine_as_test(Machine, settings=settings)
                 )()
-            except hypothesis.errors.Flaky:
+            except (hypothesis.errors.Flaky, hypothesis.errors.InvalidDefinition):
+                # InvalidDefinition: no transition applies from where the sequence got to.
                 report.cut_short += 1
     return report

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+
 from tests.fake_exchange.fixtures import FakeExchangeFactory
 from tests.fuzz import states
 from tests.integration.api_support import TOKEN

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+
 from tests.fake_exchange.fixtures import FakeExchangeFactory
 from tests.fuzz import states
 from tests.integration.api_support import AUTH

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+
+from candlecast.api.middleware import MAX_BODY_BYTES
 from tests.fuzz import states
 from tests.integration.api_support import AUTH
 from tests.security.support import fingerprint
-
-from candlecast.api.middleware import MAX_BODY_BYTES
 
 LONG_AGO = "2025-01-01T00:00:00Z"
 LATER = "2025-08-02T00:00:00Z"
@@ -104,3 +104,13 @@ def test_oversized_query_values_are_refused_not_crashed(
             ), (path, name, response.status_code)
             if name in ("symbol", "interval"):
                 assert response.status_code == 422, (path, name)
+
+
+def test_out_of_range_ids_are_refused_not_crashed(starting: tuple[TestClient, Engine]) -> None:
+    """Found by the fuzzer: a job id past 32 bits was a 500 on PostgreSQL (integer out of
+    range); it is a 422 now, and the largest valid id is a plain 404."""
+    client, _engine = starting
+    for job_id in (2**31, 2**62, 2**63, 10**30):
+        response = client.get(f"/api/jobs/{job_id}")
+        assert response.status_code == 422 and "'job_id'" in response.json()["detail"]
+    assert client.get(f"/api/jobs/{2**31 - 1}").status_code == 404

@@ -18,14 +18,14 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
-from tests.fuzz import states
-from tests.integration.api_support import TOKEN
 
 from candlecast.api import create_app
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
 from candlecast.runtime import Runtime
 from candlecast.service import ensure_api_token
+from tests.fuzz import states
+from tests.integration.api_support import TOKEN
 
 WRONG = "wrong-token-must-not-be-logged-5e1d"
 READONLY_PASSWORD = "readonly-password-must-not-show-9c2b"

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine
-from tests.fuzz import states
-from tests.security.support import raw_get
 
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
 from candlecast.runtime import Runtime
 from candlecast.store import db
 from candlecast.web import mount
+from tests.fuzz import states
+from tests.security.support import raw_get
 
 SECRET = "TRAVERSAL-MARKER-7f3a"
 ATTACKS = (

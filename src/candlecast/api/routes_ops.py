@@ -117,7 +117,11 @@ def _job_out(r: runs.JobRun) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses={404: {"model": ErrorResponse}})
-def job(context: Context, job_id: Annotated[int, Path(ge=1, le=2**62)]) -> JobOut:
+def job(
+    context: Context,
+    # Run ids are 32-bit integer columns; a larger id is a 422, not PostgreSQL's out-of-range.
+    job_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+) -> JobOut:
     """One job run: `running`, then `ok` with `details.result`, or `failed` with the error."""
     with context.services.engine.connect() as connection:
         found = runs.get_run(connection, run_id=job_id)
