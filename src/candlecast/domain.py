@@ -211,6 +211,11 @@ class Candle:
         """The candle's identity: (symbol, interval, open_time)."""
         return (self.symbol, self.interval, self.open_time)
 
+    def has_sane_values(self) -> bool:
+        """Prices and volume are finite and non-negative (Decimal also accepts "NaN", "-1")."""
+        values = (self.open, self.high, self.low, self.close, self.volume)
+        return all(value.is_finite() and value >= 0 for value in values)
+
     def is_closed_at(self, server_time_ms: int) -> bool:
         """True once the exchange's clock has passed this candle's close_time."""
         return server_time_ms > self.close_time

@@ -144,6 +144,24 @@ def test_a_malformed_field_is_a_value_error(fields: dict[str, Any], index: int, 
         parse_kline(row, symbol="BTCUSDT", interval="5m")
 
 
+INSANE = st.sampled_from(["NaN", "-NaN", "sNaN", "Infinity", "-Infinity", "-1", "-0.00000001"])
+
+
+@PROPERTY
+@given(candle_fields(), st.integers(1, 5), INSANE)
+def test_a_nan_infinite_or_negative_price_is_refused(
+    fields: dict[str, Any], index: int, bad: str
+) -> None:
+    """Decimal accepts these strings; a kline carrying one is malformed, never stored."""
+    row = _rest_row(fields)
+    row[index] = bad
+    with pytest.raises(ValueError, match="NaN or negative"):
+        parse_kline(row, symbol="BTCUSDT", interval="5m")
+    payload = _event(fields, True)
+    payload["k"]["ohlcv"[index - 1]] = bad
+    assert _stream()._decode(json.dumps(payload)) is None
+
+
 # --- The WebSocket decoder -------------------------------------------------------------------
 
 

@@ -86,12 +86,15 @@ def parse_kline(row: Any, *, symbol: str, interval: str) -> Candle:
     dec = Decimal
     try:
         # Positional and without per-field checks: this runs 1,000 times per page.
-        return Candle(
+        candle = Candle(
             symbol, interval, int(row[0]), dec(row[1]), dec(row[2]), dec(row[3]), dec(row[4]),
             dec(row[5]), int(row[6]), dec(row[7]), int(row[8]), dec(row[9]), dec(row[10]),
         )  # fmt: skip
     except (InvalidOperation, TypeError) as exc:
         raise ValueError(f"malformed kline {row!r:.200}: {exc}") from exc
+    if not candle.has_sane_values():
+        raise ValueError(f"malformed kline {row!r:.200}: a price or volume is NaN or negative")
+    return candle
 
 
 def parse_klines(payload: Any, *, symbol: str, interval: str) -> list[Candle]:

@@ -102,6 +102,8 @@ def parse_kline_event(
         taker_buy_base=Decimal(k["V"]) if "V" in k else None,
         taker_buy_quote=Decimal(k["Q"]) if "Q" in k else None,
     )
+    if not candle.has_sane_values():
+        raise ValueError(f"a price or volume is NaN or negative: {k!r:.200}")
     return KlineClosed(candle) if k.get("x") is True else KlineUpdate(candle)
 
 
