@@ -35,6 +35,7 @@ from tests.reliability.support import (
 )
 
 SYMBOL, INTERVAL = "BTCUSDT", "5m"
+IN_FLIGHT_GRACE_S = 0.5
 
 # Fault class -> FaultConfig changes. Every few requests fails; retries must carry each through.
 REST_FAULTS: dict[str, dict[str, Any]] = {
@@ -153,12 +154,17 @@ def weight_budget_run(
     for sent_at, path, _, _ in recorder.sent:
         weight = KLINES_WEIGHT if path == "/api/v3/klines" else 1
         per_minute[int(sent_at // 60)] = per_minute.get(int(sent_at // 60), 0) + weight
-    # Requests already in flight when the 429 came back do not count; later ones must wait.
-    after = [sent for sent, _, _, _ in recorder.sent if limited and sent >= limited[0]]
+    # Requests already past the governor when the 429 came back (other threads) may still
+    # leave in the next instants; anything later must wait out Retry-After.
+    settled = limited[0] + IN_FLIGHT_GRACE_S if limited else 0.0
+    after = [sent for sent, _, _, _ in recorder.sent if limited and sent >= settled]
     figures = {
         "requests": len(recorder.sent),
         "rate_limited": len(limited),
         "first_gap_after_429_s": (min(after) - limited[0]) if after else None,
+        "sent_just_after_429": sum(
+            1 for sent, _, _, _ in recorder.sent if limited and limited[0] <= sent < settled
+        ),
         "max_weight_per_minute": max(per_minute.values()),
         "minutes": len(per_minute),
     }
