@@ -81,7 +81,7 @@ def test_rendering_adds_anchors_tables_and_rewrites_links() -> None:
 def test_inline_code_may_wrap_after_separators_and_stays_escaped() -> None:
     html = Renderer().render_text("`/api/series?format=columns&max_points=2` `<b>`")["html"]
     code = html.split("<code>")[1].split("</code>")[0]
-    assert code == "/<wbr>api/<wbr>series?<wbr>format=<wbr>columns&amp;<wbr>max_points=<wbr>2"
+    assert code == "/<wbr>api/<wbr>series?<wbr>format=<wbr>columns&amp;<wbr>max_<wbr>points=<wbr>2"
     assert "<code>&lt;b&gt;</code>" in html
 
 

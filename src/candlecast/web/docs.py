@@ -115,13 +115,13 @@ def _rewrite_href(href: str, root: str = "") -> str:
 
 
 # After these, a long path or URL in inline code may wrap (a narrow table cell, a phone).
-_BREAK_AFTER = re.compile(r"(?<=[/?&,=])")
+_BREAK_AFTER = re.compile(r"(?<=[/?&,=_])")
 
 
 def _code_inline(
     self: Any, tokens: list[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
-    """Inline code, escaped, with <wbr> break chances after / ? & , = (copying is unchanged)."""
+    """Inline code, escaped, with <wbr> break chances after / ? & , = _ (copying is unchanged)."""
     token = tokens[idx]
     parts = (escapeHtml(part) for part in _BREAK_AFTER.split(token.content))
     return f"<code{self.renderAttrs(token)}>" + "<wbr>".join(parts) + "</code>"

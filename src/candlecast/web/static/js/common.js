@@ -341,9 +341,10 @@
   };
   function retryText(iso) {
     if (!iso) return "The service keeps retrying by itself.";
-    const due = CC.ms(iso) - CC.hostNow();
-    return due > 0 ? "Next retry " + CC.agoHost(iso) + " (at " + CC.clock(iso) + ")." :
-      "Retrying now.";
+    const due = Math.round((CC.ms(iso) - CC.hostNow()) / 1000);
+    if (due < 1) return "Retrying now.";
+    const wait = due < 90 ? due + " s" : Math.round(due / 60) + " min";
+    return "Next retry in " + wait + " (at " + CC.clock(iso) + ").";
   }
   CC.retryText = retryText;
   function showConnection(conn, serverError) {
