@@ -20,7 +20,8 @@ def baselines_of(metrics: dict[str, Any]) -> dict[str, Any]:
     validation = clean(metrics.get("validation") or {})
     out: dict[str, Any] = {}
     for target, figures in validation.items():
-        if not isinstance(figures, dict):
+        # "quantiles" holds interval figures, not a point target with a baseline.
+        if not isinstance(figures, dict) or target == "quantiles":
             continue
         if target == "direction":
             out[target] = {
@@ -34,7 +35,7 @@ def baselines_of(metrics: dict[str, Any]) -> dict[str, Any]:
             "baseline_mae": figures.get("baseline_mae"),
             "mae": figures.get("mae"),
             "skill": figures.get("skill"),
-            **{k: v for k, v in figures.items() if k.startswith("strong_")},
+            **{k: v for k, v in figures.items() if k.startswith(("strong_", "har_", "ewma_"))},
         }
     return out
 
