@@ -183,7 +183,7 @@ def kills(rows: list[Row], kinds: list[str], per_phase: dict[str, int], rng: ran
                 fake_exchange() as fake,
             ):
                 fake.clock.set(speed=0)
-                rig = kill_scenarios.KillRig(url, engine, fake, Path(folder), rng)
+                rig = kill_scenarios.KillRig(url, engine, fake, Path(folder), rng, train_days=20)
                 for _ in range(runs):
                     row.tally.add(kill_scenarios.SCENARIOS[phase](rig))
             killed = row.tally.faults
