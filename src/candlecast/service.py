@@ -135,13 +135,20 @@ class Service:
         self._stop.set()
         if self._scheduler is not None:
             self._scheduler.shutdown()
+        # The stream first: stopping a training waits for its child, and meanwhile the stream
+        # thread may end and close its loop.
+        loop = self._stream_loop
+        if self._stream is not None and loop is not None and not loop.is_closed():
+            closing = self._stream.close()
+            try:
+                asyncio.run_coroutine_threadsafe(closing, loop)
+            except RuntimeError:
+                closing.close()  # the loop closed meanwhile: the stream is down already
         stopped = self.training.stop()
         if stopped:
             log.info(
                 "stopped %d training process(es); the previous champion keeps serving", stopped
             )
-        if self._stream is not None and self._stream_loop is not None:
-            asyncio.run_coroutine_threadsafe(self._stream.close(), self._stream_loop)
         for thread in self._threads:
             thread.join(timeout=15)
         self.runtime.update(scheduler_running=False, stream_connected=False)

@@ -160,3 +160,36 @@ def test_stop_during_a_training_ends_it_without_saving(
     assert isinstance(outcome[0], TrainingStopped), outcome
     _wait_dead(pid)
     assert _model_count(engine) == 0
+
+
+class _Stream:
+    """Stands in for KlineStream's close(); what is under test is Service.stop's order."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_service_stop_ends_its_warm_child_even_when_the_stream_loop_has_closed(
+    stored: tuple[Settings, Engine],
+) -> None:
+    import asyncio
+
+    from candlecast.bootstrap import Services
+    from candlecast.runtime import Runtime
+    from candlecast.service import Service
+
+    settings, engine = stored
+    service = Service(Services(settings=settings, engine=engine), Runtime(), scheduler=False)
+    service.training.start()
+    pid = service.training.pid
+    assert pid is not None
+    loop = asyncio.new_event_loop()
+    loop.close()  # the stream thread ended first and closed its loop
+    stream = _Stream()
+    service._stream, service._stream_loop = stream, loop  # type: ignore[assignment]
+    service.stop()  # raised "Event loop is closed" before the fix
+    _wait_dead(pid)
+    assert not stream.closed
