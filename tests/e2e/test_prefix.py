@@ -109,6 +109,24 @@ def _assert_links_stay_under(page: Any, base: str, path: str) -> None:
     assert database == [{"href": ADMINER_URL, "target": "_blank", "text": "Database"}], path
 
 
+def test_every_doc_page_fits_a_phone(live: Live, context_factory: Any) -> None:
+    """The docs change often: every page in the docs menu, at 375 px, in one tab."""
+    page, watch, requested = _visit(context_factory(width=375), live, "/guide")
+    hrefs: list[str] = page.evaluate(
+        "Array.from(document.querySelectorAll('.side ul a:not(.missing)')).map((a) => a.href)"
+    )
+    docs = [href for href in hrefs if "/guide" in href]
+    assert len(docs) >= 6, hrefs
+    for href in docs:
+        watch.navigating = True
+        answer = page.goto(href)
+        watch.navigating = False
+        assert answer is not None and answer.status == 200, href
+        assert not layout_problems(page), (href, layout_problems(page))
+    assert not watch.problems, watch.problems
+    assert not _outside(requested, live.base_url), _outside(requested, live.base_url)
+
+
 def test_nav_links_lead_to_working_pages(live: Live, context_factory: Any) -> None:
     page, watch, _ = _visit(context_factory(), live, "/")
     hrefs: list[str] = page.evaluate(
