@@ -19,7 +19,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select, text
 
-from candlecast.jobs import modeling
+from candlecast.exchange.rest import BinanceRest
+from candlecast.jobs import modeling, sync
 from candlecast.store import db, registry
 from candlecast.store.tables import candles, models
 from tests.fake_exchange.market import kline_array
@@ -72,6 +73,11 @@ class KillRig:
             raise AssertionError(
                 f"candlecast {' '.join(args)} exited {code}: {cli_log(self.folder)}"
             )
+
+    def backfill_here(self) -> None:
+        """A 30-day backfill in this process (set-up, not under test)."""
+        with BinanceRest(base_url=self.fake.base_url) as client:
+            sync.backfill(self.engine, client, symbol=SYMBOL, interval=INTERVAL, days=30)
 
     def kill_during(self, args: list[str], *, max_delay: float) -> tuple[float, bool]:
         """Starts a command and SIGKILLs it after a random delay; True if it was still running."""
@@ -131,7 +137,7 @@ def kill_ingest(rig: KillRig) -> Tally:
     with rig.engine.connect() as connection:
         stored = connection.execute(select(func.count()).select_from(candles)).scalar_one()
     if not stored:
-        rig.run(["backfill", "--days", "30"])
+        rig.backfill_here()
     rig.fake.clock.advance(rig.rng.randint(1, 4) * DAY_MS)
     _, killed = rig.kill_during(["ingest"], max_delay=3.0)
     rig.run(["ingest"])
@@ -205,10 +211,13 @@ def kill_train(rig: KillRig) -> Tally:
     with rig.engine.connect() as connection:
         stored = connection.execute(select(func.count()).select_from(candles)).scalar_one()
         has_champion = registry.champion(connection, symbol=SYMBOL, interval=INTERVAL)
+    # The set-up runs in this process: only the killed command needs its own.
     if not stored:
-        rig.run(["backfill", "--days", "30"])
+        rig.backfill_here()
     if has_champion is None:
-        rig.run(["train", "--force"])
+        modeling.train_model(
+            rig.engine, symbol=SYMBOL, interval=INTERVAL, days=rig.train_days, force=True
+        )
     before = champion_loads(rig.engine)
     _, killed = rig.kill_during(["train", "--force"], max_delay=8.0)
     try:
