@@ -191,6 +191,7 @@ def kills(rows: list[Row], kinds: list[str], per_phase: dict[str, int], rng: ran
             if phase == "train":
                 row.figure += "; the champion loaded after every kill"
             rows.append(row)
+            print(f"  kill -9 {phase} ({kind}): {row.tally}", flush=True)
 
 
 def postgres_restarts(rows: list[Row], n_ingest: int, n_burst: int, rng: random.Random) -> None:
@@ -299,8 +300,8 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reliability", description=__doc__)
     parser.add_argument("--kill-iterations", type=int, default=50, help="per phase, SQLite")
-    parser.add_argument("--kill-iterations-postgres", type=int, default=10, help="per phase")
-    parser.add_argument("--fault-iterations", type=int, default=5, help="per fault and database")
+    parser.add_argument("--kill-iterations-postgres", type=int, default=5, help="per phase")
+    parser.add_argument("--fault-iterations", type=int, default=3, help="per fault and database")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument(
         "--only", default="", help="sections: rest,budget,ban,stream,kill,postgres,concurrency"
@@ -314,16 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(seed)
     n = args.fault_iterations
     sections: dict[str, Callable[[list[Row]], None]] = {
-        "rest": lambda rows: rest_faults(rows, kinds, n, rng),
-        "budget": lambda rows: weight_budget(rows, max(1, n // 2)),
-        "ban": lambda rows: ban(rows, max(1, n // 2)),
-        "stream": lambda rows: stream_faults(rows, kinds, max(1, n // 2)),
         "kill": lambda rows: kills(
             rows,
             kinds,
             {"sqlite": args.kill_iterations, "postgresql": args.kill_iterations_postgres},
             rng,
         ),
+        "rest": lambda rows: rest_faults(rows, kinds, n, rng),
+        "budget": lambda rows: weight_budget(rows, max(1, n // 2)),
+        "ban": lambda rows: ban(rows, max(1, n // 2)),
+        "stream": lambda rows: stream_faults(rows, kinds, max(1, n // 2)),
         "postgres": lambda rows: postgres_restarts(rows, 2 * n, max(1, n // 2), rng),
         "concurrency": lambda rows: concurrency(rows, kinds, max(1, n // 3)),
     }
@@ -338,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows[before:]:
             row.seconds = (time.monotonic() - began) / max(1, len(rows) - before)
         print(f"{name}: done in {time.monotonic() - began:.0f} s", flush=True)
+        for row in rows[before:]:
+            print(f"  {row.fault} ({row.database}): {row.tally}", flush=True)
     elapsed = time.monotonic() - started
     print()
     stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"

@@ -131,11 +131,25 @@ def kill_backfill(rig: KillRig) -> Tally:
     return tally
 
 
+def rewind_near_the_end(fake: FakeExchange, room_days: int = 6) -> bool:
+    """Moves the exchange's clock back 30 days when the replayed data is about to run out;
+    True if it did (the caller then starts from an empty store)."""
+    end = fake.market.open_times[-1]
+    now = fake.clock.now_ms()
+    if now + room_days * DAY_MS < end:
+        return False
+    fake.clock.set(now_ms=now - 30 * DAY_MS)
+    return True
+
+
 def kill_ingest(rig: KillRig) -> Tally:
     """kill -9 during `candlecast ingest` after the exchange moved on; the next ingest heals."""
     tally = Tally()
     with rig.engine.connect() as connection:
         stored = connection.execute(select(func.count()).select_from(candles)).scalar_one()
+    if stored and rewind_near_the_end(rig.fake):
+        reset_candles(rig.engine)
+        stored = 0
     if not stored:
         rig.backfill_here()
     rig.fake.clock.advance(rig.rng.randint(1, 4) * DAY_MS)

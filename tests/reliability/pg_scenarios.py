@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from candlecast.store import db
 from tests.fake_exchange.server import FakeExchange
+from tests.reliability.kill_scenarios import reset_candles, rewind_near_the_end
 from tests.reliability.pg_cluster import ThrowawayPostgres
 from tests.reliability.support import (
     DAY_MS,
@@ -52,6 +53,13 @@ def restart_during_ingest(
     """Restarts PostgreSQL at a random moment of `candlecast ingest`: the run succeeds or fails
     with one clean error line, and the next run leaves the store exact."""
     env = cli_environment(url, fake.base_url, CANDLECAST_BACKFILL_DAYS=str(DAYS))
+    if rewind_near_the_end(fake):
+        engine = db.create_store_engine(url, pool=False)
+        reset_candles(engine)
+        engine.dispose()
+        (folder / "cli.log").unlink(missing_ok=True)
+        if cli(["backfill"], env, folder).wait(timeout=120) != 0:
+            raise AssertionError(f"backfill after a rewind failed: {cli_log(folder)}")
     fake.clock.advance(rng.randint(1, 5) * DAY_MS)
     process = cli(["ingest"], env, folder)
     time.sleep(rng.uniform(0.2, 2.5))
