@@ -114,6 +114,7 @@ def _forecast_body(context: ApiContext, pair: Pair) -> tuple[int, bytes]:
         "prob_up": prob_up,
         "prob_down": 1 - prob_up,
         "baselines": clean({k: float(v) for k, v in (entry["baselines"] or {}).items()}),
+        "quantiles": entry.get("quantiles"),
         "current": newest is not None and int(entry["target_open_time"]) == newest + step,
     }
     return 200, json.dumps(body).encode()

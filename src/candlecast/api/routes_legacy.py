@@ -3,6 +3,7 @@ metrics and the prospective futures. (/api/series lives in routes_series.)"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -40,6 +41,7 @@ from candlecast.domain import interval_ms
 from candlecast.jobs import pipeline
 from candlecast.jobs.common import DAY_MS
 from candlecast.jobs.modeling import NoData, NoModel
+from candlecast.ml.quantiles import QUANTILE_COLUMNS
 from candlecast.store import candle_reads, ledger, registry, runs
 from candlecast.store.locks import job_lock
 
@@ -293,10 +295,13 @@ def futures(
     points = []
     names = ("target_open_time", "close_next", "model_id", "close_lo", "close_hi", "prob_up",
              "last_close")  # fmt: skip
-    for target, pred_close, model_id, lo, hi, prob_up, last_close in zip(
-        *(frame[name].tolist() for name in names), strict=True
+    quantile_names = [c for c in QUANTILE_COLUMNS if c in frame.columns]
+    quantile_rows = frame[quantile_names].to_numpy(dtype="float64").tolist()
+    for (target, pred_close, model_id, lo, hi, prob_up, last_close), q in zip(
+        zip(*(frame[name].tolist() for name in names), strict=True), quantile_rows, strict=True
     ):
         real = closes.get(int(target))
+        quantiles = {k: v for k, v in zip(quantile_names, q, strict=True) if math.isfinite(v)}
         points.append(
             FuturesPoint(
                 time=str(iso(int(target))),
@@ -308,6 +313,7 @@ def futures(
                 close_hi=float(hi),
                 prob_up=float(prob_up),
                 last_close=float(last_close),
+                quantiles=quantiles or None,
             )
         )
     return FuturesResponse(points=points)

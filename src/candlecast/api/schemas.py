@@ -180,6 +180,9 @@ class FuturesPoint(BaseModel):
     close_hi: float = Field(description="Upper end of the close interval")
     prob_up: float = Field(description="Forecast probability that the close rises")
     last_close: float = Field(description="The close it was made from: persistence's forecast")
+    quantiles: dict[str, float] | None = Field(
+        default=None, description="The forecast's quantiles as in /api/forecast; null if none"
+    )
 
 
 class FuturesResponse(BaseModel):
@@ -272,6 +275,12 @@ class ForecastResponse(BaseModel):
     prob_up: float
     prob_down: float
     baselines: dict[str, float]
+    quantiles: dict[str, float] | None = Field(
+        default=None,
+        description="Quantiles of the next close, high, low and range by name: close_q050 is the "
+        "5% quantile of the close, range_q975 the 97.5% of the range (per mille); close_q050 and "
+        "close_q950 equal close_lo and close_hi. Null for models without quantiles.",
+    )
     current: bool = Field(description="True while the target is the candle after the newest")
 
 

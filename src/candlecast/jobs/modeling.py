@@ -4,6 +4,7 @@ and walk-forward evaluation. The ml package stays pure; the I/O happens here."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from candlecast.ml.bundle import ModelBundle
 from candlecast.ml.evaluate import prospective_metrics, walk_forward
 from candlecast.ml.features import FEATURE_WINDOW
 from candlecast.ml.promotion import comparison_window, decide
+from candlecast.ml.quantiles import QUANTILE_COLUMNS
 from candlecast.ml.train import TrainParams, train
 from candlecast.store import candle_reads, ledger, predictions, registry
 from candlecast.store.db import write_transaction
@@ -237,10 +239,17 @@ def forecast_next(
         )
     prediction = bundle.predict(history).iloc[-1]
     exchange_now = _read_clock(exchange_clock)
+    # Non-finite values (e.g. the anchors of a pre-anchor bundle) are left out: JSON has no NaN,
+    # and PostgreSQL's json type rejects it.
     baselines = {
         name: float(prediction[name])
         for name in prediction.index
-        if str(name).startswith(("base_", "strong_base_"))
+        if str(name).startswith(("base_", "strong_base_")) and math.isfinite(prediction[name])
+    }
+    quantiles = {
+        name: float(prediction[name])
+        for name in QUANTILE_COLUMNS
+        if name in prediction.index and math.isfinite(prediction[name])
     }
     forecast = ledger.Forecast(
         model_id=record.id,
@@ -261,6 +270,7 @@ def forecast_next(
         interval_level=_decimal(bundle.interval_level, 4),
         prob_up=_decimal(float(prediction["prob_up"]), 6),
         baselines=baselines,
+        quantiles=quantiles or None,
     )
     with write_transaction(engine) as connection:
         recorded = ledger.record(connection, forecast=forecast, close_time=newest + 2 * step - 1)

@@ -44,6 +44,7 @@ class Forecast:
     interval_level: Decimal
     prob_up: Decimal
     baselines: dict[str, float]
+    quantiles: dict[str, float] | None = None
 
 
 def record(connection: Connection, *, forecast: Forecast, close_time: int) -> bool:
@@ -178,6 +179,7 @@ def frame(
         forecasts.c.target_open_time,
         forecasts.c.scored_at,
         forecasts.c.baselines,
+        forecasts.c.quantiles,
         *(cast(forecasts.c[column], Float).label(label) for column, label in names.items()),
     ]
     query = (
@@ -196,4 +198,5 @@ def frame(
     if result.empty:
         return pd.DataFrame(columns=[c.name for c in columns])
     baselines = pd.DataFrame(list(result.pop("baselines")), index=result.index)
-    return pd.concat([result, baselines.astype(float)], axis=1)
+    quantiles = pd.DataFrame([q or {} for q in result.pop("quantiles")], index=result.index)
+    return pd.concat([result, baselines.astype(float), quantiles.astype(float)], axis=1)

@@ -167,6 +167,9 @@ forecasts = Table(
     Column("prob_up", ExactDecimal, nullable=False),
     # The baselines' forecasts for the same candle, made at the same time, for honest skill.
     Column("baselines", JSON, nullable=False),
+    # The forecast's quantiles by prediction column (close_q050 ... range_q975); null for
+    # forecasts of models without quantiles. Written with the forecast, never updated.
+    Column("quantiles", JSON, nullable=True),
     # Filled in once, when the target candle has closed; never before.
     Column("real_open", ExactDecimal, nullable=True),
     Column("real_high", ExactDecimal, nullable=True),
