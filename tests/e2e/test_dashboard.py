@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import re
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from tests.e2e.harness import (
     Live,
     PageWatch,
     Server,
+    free_port,
     layout_problems,
     serve,
     shoot,
@@ -225,58 +228,86 @@ def _says_offline_and_what_to_do(page: Any, path: str) -> None:
     assert "nothing needs to be done" not in page.inner_text("main"), path
 
 
-def test_empty_states_with_the_exchange_down(tmp_path: Path, context_factory: Any) -> None:
-    from tests.e2e.harness import free_port
-
-    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
-    with serve(tmp_path, binance_url=f"http://{closed}", ws_url=f"ws://{closed}") as server:
-
-        def failed_once() -> bool:
-            runs = server.get("/api/jobs").json()["runs"]
-            return any(run["status"] == "failed" for run in runs)
-
-        wait_for(failed_once, timeout=60, what="a failed backfill")
-        _empty_states(
-            server,
-            context_factory,
-            "exchange-down",
-            "the exchange cannot be reached",
-            check=_says_offline_and_what_to_do,
-        )
-
-
-def test_empty_states_without_a_model(tmp_path: Path, context_factory: Any) -> None:
+@pytest.fixture(scope="module")
+def empty_servers(
+    tmp_path_factory: pytest.TempPathFactory, browser: Any
+) -> Iterator[dict[str, Server]]:
+    """Two servers for the empty states, started side by side to save a start-up: "down",
+    whose exchange does not listen, and "no-model", with one day of candles (too little to
+    train on) and no stream, so candles come by REST polling only."""
     fake = FakeExchange(
         csv_path=shared_data_path(MAIN_CSV), start_ms=parse_iso_utc(LIVE_START), speed=SPEED
     ).start()
-    try:
-        # One day of candles is too little to train on: data, but no model. Without the
-        # stream, candles come by REST polling only: the header says degraded.
-        with serve(
-            tmp_path,
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
+    starting = {
+        "down": serve(
+            tmp_path_factory.mktemp("down"),
+            binance_url=f"http://{closed}",
+            ws_url=f"ws://{closed}",
+        ),
+        "no-model": serve(
+            tmp_path_factory.mktemp("no-model"),
             binance_url=fake.base_url,
             ws_url=fake.ws_url,
             CANDLECAST_BACKFILL_DAYS="1",
             CANDLECAST_TRAIN_DAYS="1",
             CANDLECAST_STREAM="false",
-        ) as server:
-
-            def trained_or_failed() -> bool:
-                runs = server.get("/api/jobs").json()["runs"]
-                return any(run["name"] == "train" and run["status"] != "running" for run in runs)
-
-            wait_for(trained_or_failed, timeout=60, what="the first training to give up")
-            context = context_factory()
-            for path in ("/", "/models", "/forecasts", "/charts"):
-                page, watch = _open(context, server, path)
-                shoot(page, f"empty-no-model-{_name(path)}-1280")
-                assert not watch.problems, (path, watch.problems)
-                assert "No model yet" in page.inner_text("main") or "No forecasts" in (
-                    page.inner_text("main")
-                ), path
-                assert page.get_attribute("#live", "data-state") == "degraded", path
-                assert "stream" in (page.get_attribute("#live", "title") or ""), path
-                assert page.locator("#conn-banner").is_hidden(), path
-                page.close()
+        ),
+    }
+    try:
+        with ExitStack() as running, ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {name: pool.submit(cm.__enter__) for name, cm in starting.items()}
+            failures = [future.exception() for future in futures.values()]
+            # Every server that did start is stopped again, even when the other did not.
+            for name, future in futures.items():
+                if future.exception() is None:
+                    running.push(starting[name].__exit__)
+            for failure in failures:
+                if failure is not None:
+                    raise failure
+            yield {name: future.result() for name, future in futures.items()}
     finally:
         fake.stop()
+
+
+def test_empty_states_with_the_exchange_down(
+    empty_servers: dict[str, Server], context_factory: Any
+) -> None:
+    server = empty_servers["down"]
+
+    def failed_once() -> bool:
+        runs = server.get("/api/jobs").json()["runs"]
+        return any(run["status"] == "failed" for run in runs)
+
+    wait_for(failed_once, timeout=60, what="a failed backfill")
+    _empty_states(
+        server,
+        context_factory,
+        "exchange-down",
+        "the exchange cannot be reached",
+        check=_says_offline_and_what_to_do,
+    )
+
+
+def test_empty_states_without_a_model(
+    empty_servers: dict[str, Server], context_factory: Any
+) -> None:
+    server = empty_servers["no-model"]
+
+    def trained_or_failed() -> bool:
+        runs = server.get("/api/jobs").json()["runs"]
+        return any(run["name"] == "train" and run["status"] != "running" for run in runs)
+
+    wait_for(trained_or_failed, timeout=60, what="the first training to give up")
+    context = context_factory()
+    for path in ("/", "/models", "/forecasts", "/charts"):
+        page, watch = _open(context, server, path)
+        shoot(page, f"empty-no-model-{_name(path)}-1280")
+        assert not watch.problems, (path, watch.problems)
+        text = page.inner_text("main")
+        assert "No model yet" in text or "No forecasts" in text, path
+        # Without the stream the header says degraded, with why in its title; no banner.
+        assert page.get_attribute("#live", "data-state") == "degraded", path
+        assert "stream" in (page.get_attribute("#live", "title") or ""), path
+        assert page.locator("#conn-banner").is_hidden(), path
+        page.close()

@@ -59,7 +59,8 @@ def test_every_page_stays_under_the_prefix_and_fits(
     live: Live, context_factory: Any, width: int, theme: str
 ) -> None:
     context = context_factory(width=width, theme=theme)
-    for path in DASHBOARD + OTHER:
+    # The other parts' pages are checked for the prefix once; their layout is not ours.
+    for path in DASHBOARD + (OTHER if width == 1280 else ()):
         page, watch, requested = _visit(context, live, path)
         if path == "/metrics":
             _forgive_the_browsers_own_favicon(page, live, watch)
