@@ -23,7 +23,9 @@ PAGES = ("/", "/charts", "/forecasts", "/models", "/jobs", "/guide", "/guide/", 
 _URL_ATTR = re.compile(r'\b(?:href|src|content)="([^"]*)"')
 
 
-def _client(tmp_path: Path, *, root_path: str, adminer_url: str | None = None) -> TestClient:
+def _client(
+    tmp_path: Path, *, root_path: str, adminer_url: str | None = None, configured: str = ""
+) -> TestClient:
     docs = tmp_path / "docs"
     docs.mkdir(exist_ok=True)
     (docs / "index.md").write_text(
@@ -31,7 +33,11 @@ def _client(tmp_path: Path, *, root_path: str, adminer_url: str | None = None) -
     )
     (docs / "api.md").write_text("# API\n\n![d](diagram.svg) [home](index.md)\n")
     (docs / "diagram.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
-    config = Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}", adminer_url=adminer_url)
+    config = Settings(
+        database_url=f"sqlite:///{tmp_path / 'unused.db'}",
+        adminer_url=adminer_url,
+        root_path=configured,
+    )
     services = Services(settings=config, engine=create_engine("sqlite://"))
     app = FastAPI()
     mount(app, services=services, runtime=Runtime(), docs_dir=docs)
@@ -78,6 +84,12 @@ def test_without_a_prefix_urls_are_site_absolute(tmp_path: Path) -> None:
     html = _client(tmp_path, root_path="").get("/").text
     assert '<meta name="candlecast-root" content="">' in html
     assert 'href="/charts"' in html and 'href="/static/css/app.css' in html
+
+
+def test_the_configured_prefix_applies_when_the_server_sets_none(tmp_path: Path) -> None:
+    html = _client(tmp_path, root_path="", configured=PREFIX).get("/models").text
+    assert f'<meta name="candlecast-root" content="{PREFIX}">' in html
+    assert f'href="{PREFIX}/charts"' in html
 
 
 def test_renderer_caches_each_prefix_separately() -> None:
