@@ -21,9 +21,13 @@ from candlecast.ml.baselines import (
     STRONG_BASELINE_NAMES,
     STRONG_TARGETS,
 )
-from candlecast.ml.metrics import mae, mape, skill, smape
+from candlecast.ml.metrics import bootstrap_skill_ci, mae, mape, skill, smape
 
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+# Targets at the random-walk limit: a model is used only if its validation skill is significant.
+SIGNIFICANCE_TARGETS = ("open", "close", "direction")
+# Bootstrap blocks of six hours: errors cluster with volatility within a session.
+BLOCK_MS = 6 * 3_600_000
 
 
 def to_level(name: str, y: np.ndarray, last_close: np.ndarray) -> np.ndarray:
@@ -41,10 +45,13 @@ def best_weight(
     model: np.ndarray,
     last_close: np.ndarray,
     min_skill: float,
+    significance_block: int | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Returns the blend weight w toward `model` from `base` and its validation price MAEs.
 
-    w = 0 (pure baseline) unless the best blend beats `base` by at least min_skill.
+    w = 0 (pure baseline) unless the best blend beats `base` by at least min_skill and, when
+    `significance_block` is given, the lower end of the paired block-bootstrap 95% interval of
+    that skill on validation is above 0.
     """
     target = to_level(name, y, last_close)
     base_mae = mae(target, to_level(name, base, last_close))
@@ -56,6 +63,13 @@ def best_weight(
             best_w, best_mae = float(w), err
     if not skill(best_mae, base_mae) >= min_skill:
         best_w, best_mae = 0.0, base_mae
+    if best_w > 0 and significance_block is not None:
+        chosen = to_level(name, base + best_w * (model - base), last_close)
+        lo, _ = bootstrap_skill_ci(
+            target - chosen, target - to_level(name, base, last_close), block=significance_block
+        )
+        if not lo > 0:
+            best_w, best_mae = 0.0, base_mae
     return best_w, {"mae": best_mae, "gate_mae": base_mae, "raw_model_mae": raw_mae}
 
 

@@ -37,6 +37,8 @@ from candlecast.ml.bundle import ModelBundle
 from candlecast.ml.calibration import apply_platt, fit_platt
 from candlecast.ml.features import FEATURE_NAMES, FEATURE_WINDOW, PRICE_COLUMNS, on_rows
 from candlecast.ml.gating import (
+    BLOCK_MS,
+    SIGNIFICANCE_TARGETS,
     WEIGHT_GRID,
     best_weight,
     candidates,
@@ -44,7 +46,7 @@ from candlecast.ml.gating import (
     gate_baseline,
     pick_source,
 )
-from candlecast.ml.metrics import brier, skill
+from candlecast.ml.metrics import bootstrap_skill_ci, brier, skill
 from candlecast.ml.quantiles import QUANTILE_TARGETS, conformal_offsets, validation_quantiles
 from candlecast.ml.targets import grid_targets
 
@@ -207,7 +209,8 @@ def train(
             sources[name], raw = pick_source(
                 name, y_all[split.val], raw, val_pred["y_range"], anchors.har_split, c_val
             )
-        w, maes = best_weight(name, y_all[split.val], b_val, raw, c_val, p.min_val_skill)
+        block = max(1, BLOCK_MS // step) if name in SIGNIFICANCE_TARGETS else None
+        w, maes = best_weight(name, y_all[split.val], b_val, raw, c_val, p.min_val_skill, block)
         models[name] = booster.model_to_string()
         weights[name] = w
         val_pred[col] = b_val + w * (raw - b_val)
@@ -250,6 +253,16 @@ def train(
     # Brier skill must clear the same margin as the regressors, else: climatology.
     if not skill(best_brier, clim_brier) >= p.min_val_skill:
         best_w, best_brier = 0.0, clim_brier
+    if best_w > 0:
+        # Squared errors through the same paired bootstrap: 1 - sum/sum is the Brier skill.
+        shrunk = climatology + best_w * (cal_b - climatology)
+        lo, _ = bootstrap_skill_ci(
+            (shrunk - y_up[half:]) ** 2,
+            (climatology - y_up[half:]) ** 2,
+            block=max(1, BLOCK_MS // step),
+        )
+        if not lo > 0:
+            best_w, best_brier = 0.0, clim_brier
     platt = fit_platt(raw_up, y_up)
     validation["direction"] = {
         "weight": best_w,
