@@ -54,3 +54,7 @@ def test_forecast_and_futures_serve_quantiles(engine: Engine, database_url: str)
     assert body["quantiles"]["close_q050"] == pytest.approx(body["close_lo"])
     points = api.get("/api/futures").json()["points"]
     assert points[-1]["quantiles"] == made["quantiles"]
+    # The Forecasts page's fan and coverage table read /api/ledger.
+    window = api.get("/api/ledger?days=1").json()
+    assert window["points"]["close_q250"][-1] == made["quantiles"]["close_q250"]
+    assert window["points"]["close_q900"][-1] == made["quantiles"]["close_q900"]

@@ -25,6 +25,7 @@ from candlecast.runtime import Runtime
 from candlecast.store import ledger
 
 _POINT_COLUMNS = ("pred_close", "close_lo", "close_hi", "prob_up", "last_close", "real_close")
+_FAN_COLUMNS = ("close_q100", "close_q250", "close_q750", "close_q900")
 _SOURCES = {
     "pred_close": "close_next",
     "close_lo": "close_lo",
@@ -83,6 +84,11 @@ def ledger_window(
             # Unscored forecasts have no real_close yet; a window of only those is an object
             # column of None, which must come out as nulls, not fail.
             points[name] = [_number(v) for v in frame[_SOURCES[name]].tolist()]
+        # The close's 10/25/75/90% quantiles draw the fan around close_lo/close_hi (5/95%);
+        # absent for forecasts of models without quantiles.
+        for name in _FAN_COLUMNS:
+            if name in frame.columns:
+                points[name] = [_number(v) for v in frame[name].tolist()]
         body["points"] = points
     return _clean(body)  # type: ignore[no-any-return]
 

@@ -30,6 +30,23 @@
     CC.text("k-brier-sub", "climatology " + CC.num(d.brier_baseline, 4) + " (lower is better)");
   }
 
+  // Coverage of the ledger's central intervals per target (metrics.quantiles), beside the level.
+  function coverage(m) {
+    const q = m.quantiles;
+    const body = document.querySelector("#coverage tbody");
+    if (!body) return;
+    if (!q) {
+      body.replaceChildren(CC.h("tr", {}, [CC.h("td", { text: "no quantile forecasts in " +
+        "this window" })]));
+      return;
+    }
+    const levels = ["0.5", "0.8", "0.9", "0.95"];
+    body.replaceChildren(...["close", "high", "low", "range"].filter((t) => q[t]).map((t) =>
+      CC.h("tr", {}, [CC.h("td", { text: t }),
+        ...levels.map((l) => CC.h("td", { cls: "num", text: CC.pct(q[t].coverage[l], 1) })),
+        CC.h("td", { cls: "num", text: CC.signed(q[t].crps_skill, 3) })])));
+  }
+
   function rows(p) {
     const out = [];
     for (let i = 0; i < p.time.length; i++) {
@@ -37,7 +54,9 @@
       out.push({ t: p.time[i], x: CC.lx(p.time[i]), pred: p.pred_close[i], lo: p.close_lo[i],
         hi: p.close_hi[i], prob: p.prob_up[i], last: p.last_close[i], real: real,
         model: p.model_id[i], err: real == null ? null : p.pred_close[i] - real,
-        perr: real == null || p.last_close[i] == null ? null : p.last_close[i] - real });
+        perr: real == null || p.last_close[i] == null ? null : p.last_close[i] - real,
+        q10: p.close_q100 ? p.close_q100[i] : null, q25: p.close_q250 ? p.close_q250[i] : null,
+        q75: p.close_q750 ? p.close_q750[i] : null, q90: p.close_q900 ? p.close_q900[i] : null });
     }
     return out;
   }
@@ -49,7 +68,14 @@
       type: "scatter", mode: "lines", name: "interval", x: x.concat(x.slice().reverse()),
       y: r.map((o) => o.hi).concat(r.map((o) => o.lo).reverse()), fill: "toself",
       fillcolor: c.shade, line: { width: 0 }, hoverinfo: "skip" };
-    return CC.plot("chart-ledger", [band,
+    // The fan: 90% (close_lo/close_hi), 80% and 50% bands of the close's quantiles, darker inward.
+    const fan = [["q10", "q90", "80%"], ["q25", "q75", "50%"]]
+      .filter(([lo]) => r.some((o) => o[lo] != null))
+      .map(([lo, hi, name]) => ({
+        type: "scatter", mode: "lines", name: name + " band", x: x.concat(x.slice().reverse()),
+        y: r.map((o) => o[hi]).concat(r.map((o) => o[lo]).reverse()), fill: "toself",
+        fillcolor: c.shade, line: { width: 0 }, hoverinfo: "skip" }));
+    return CC.plot("chart-ledger", [band, ...fan,
       { type: "scatter", mode: "lines", name: "predicted", x: x, y: r.map((o) => o.pred),
         line: { color: c.pred, width: 1.4 } },
       { type: "scatter", mode: "lines+markers", name: "realized", x: x, y: r.map((o) => o.real),
@@ -163,6 +189,7 @@
     CC.banner(data.metrics.rows ? "" : "No forecast in this window has been scored yet: each " +
       "is scored when its candle closes.");
     kpis(data.metrics);
+    coverage(data.metrics);
     const r = rows(data.points);
     CC.text("ledger-note", data.forecasts + " forecasts, " + CC.time(data.start) + " – " +
       CC.time(data.end));

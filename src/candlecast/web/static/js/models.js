@@ -24,7 +24,9 @@
         CC.h("td", { cls: "num", text: f.strong_baseline_mae == null ? "" :
           CC.price(f.strong_baseline_mae) }),
         f.strong_skill == null ? CC.h("td", {}) : skillCell(f.strong_skill),
-        CC.h("td", { cls: "sub wrap", text: CC.skillNote(f.skill, f.baseline || "the baseline") }),
+        CC.h("td", { cls: "sub wrap", text: CC.skillNote(f.skill, f.baseline || "the baseline") +
+          (f.har_skill == null ? "" : " · vs the HAR anchor (MAE " +
+            CC.price(f.har_baseline_mae) + "): " + CC.signed(f.har_skill, 3)) }),
       ]);
     });
     document.querySelector("#champion-table tbody").replaceChildren(...rows);
@@ -44,7 +46,9 @@
         if (!f) return CC.h("td", { cls: "num", text: "–" });
         const strong = f.strong_skill == null ? [] : [CC.h("span", { cls: "aside",
           text: "(" + CC.signed(f.strong_skill, 3) + ")" })];
-        return CC.h("td", { cls: "num" }, [CC.signed(f.skill, 3), ...strong]);
+        const har = f.har_skill == null ? [] : [CC.h("span", { cls: "aside",
+          text: "HAR " + CC.signed(f.har_skill, 3) })];
+        return CC.h("td", { cls: "num" }, [CC.signed(f.skill, 3), ...strong, ...har]);
       };
       const d = v.direction || {};
       const status = m.id === championId ? "good" : m.status === "retired" ? "" : "warn";
