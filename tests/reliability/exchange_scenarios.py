@@ -150,6 +150,7 @@ def weight_budget_run(
         engine, fake.market, first=report.window_first, last=report.window_last, exchange_now=now
     )
     limited = [answered for _, _, status, answered in recorder.sent if status == 429]
+    tally.faults = len(limited)
     per_minute: dict[int, int] = {}
     for sent_at, path, _, _ in recorder.sent:
         weight = KLINES_WEIGHT if path == "/api/v3/klines" else 1
