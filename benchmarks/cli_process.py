@@ -137,13 +137,71 @@ def measure(runs: int, only: set[str]) -> list[dict[str, object]]:
     return results
 
 
+_BREAKDOWN = """
+import json, sys, time
+# mark(name): the stage called `name` begins now (and the previous one ends).
+marks = []
+def mark(name):
+    marks.append((name, time.perf_counter(), time.process_time()))
+mark("imports: pandas, LightGBM, the jobs")
+from candlecast.jobs import preload
+preload.lightgbm_without_sklearn()
+from candlecast.jobs import modeling
+mark("settings, engine, migration check")
+from candlecast.bootstrap import bootstrap
+from candlecast.config import Settings
+services = bootstrap(Settings())
+mark("train lock and run record")
+outcome = modeling.train_model(
+    services.engine, symbol="BTCUSDT", interval="5m", days=90, force=True, on_stage=mark
+)
+mark("end")
+out = {}
+for (name, wall, cpu), (_, wall2, cpu2) in zip(marks, marks[1:]):
+    out[name] = [round(wall2 - wall, 3), round(cpu2 - cpu, 3)]
+print(json.dumps(out))
+"""
+
+
+def breakdown(runs: int) -> dict[str, list[float]]:
+    """Where `candlecast train`'s time goes, per stage: median [wall, CPU] seconds."""
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        exchange = stack.enter_context(fake_exchange_process(SHARED_DATA / CSV, START))
+        url = stack.enter_context(scratch_database("postgresql", folder))
+        env = _environment(url, exchange)
+        run_once(["backfill"], env, folder)
+        run_once(["train"], env, folder)
+        samples: list[dict[str, list[float]]] = []
+        for _ in range(runs):
+            done = subprocess.run(
+                [sys.executable, "-c", _BREAKDOWN],
+                env=env,
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {
+        name: [statistics.median(s[name][i] for s in samples) for i in (0, 1)]
+        for name in samples[0]
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument(
         "--only", default="help,status,rerun,fresh,train", help="comma-separated: help,status,..."
     )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="time train's stages in-process instead"
+    )
     args = parser.parse_args()
+    if args.breakdown:
+        print(json.dumps({"machine": machine(), "stages_wall_cpu_s": breakdown(args.runs)}))
+        return
     load_before = os.getloadavg()[0]
     results = measure(args.runs, set(args.only.split(",")))
     print(
