@@ -45,8 +45,9 @@ def test_several_schedulers_on_postgres_run_each_tick_once(
     fake = fake_exchange(MAIN_CSV, start=START, speed=60)
     seconds = 8.0
     figures = replicas_on_postgres(database_url, fake, replicas=4, seconds=seconds)
-    # One run per elapsed tick at most (some may skip while a run still holds the job lock);
-    # a claim that was not exclusive would run each tick four times.
-    assert seconds / 3 <= figures.runs <= seconds + 2, figures
+    # One run per elapsed tick at most (ticks skip while a slow run still holds the job lock,
+    # so on a loaded machine there may be few); a claim that was not exclusive would run each
+    # tick four times.
+    assert 2 <= figures.runs <= seconds + 2, figures
     assert figures.runs == figures.job_runs <= figures.claimed <= seconds + 2, figures
     assert figures.tally.exact, figures.tally
