@@ -4,13 +4,17 @@ Procedure (see docs/model.md): features and targets on the whole frame; the most
 `val_fraction` of the labelled rows is held out. LightGBM L1 regressors (the conditional median of
 each target) and a binary classifier are fitted on the earlier rows only and are NOT refitted, so
 every validation figure, shrinkage weight, calibration map and conformal quantile describes the
-exact models that are deployed. Each regressor is blended with a naive baseline,
+exact models that are deployed. The classical anchors (anchors.py: HAR-levels and EWMA with a
+time-of-day factor) are fitted on the same rows; the high, low and range boosters start from
+HAR's forecast and learn its residual, with the anchors' inputs as extra features. Each regressor
+is blended with a baseline,
   y = baseline + w * (model - baseline),
-where `baseline` is, per target, whichever naive (baselines.py: the primary last_range_centred or
-the strong rolling median) has the lower validation MAE (persistence for open and close); w is
-chosen on validation from a grid, and w = 0 (pure baseline) unless the blend beats that same
-baseline on validation by at least `min_val_skill`. The direction probability is
-Platt-calibrated and shrunk toward climatology the same way, by Brier score.
+where `baseline` is, per target, whichever baseline (the naives of baselines.py or the anchors)
+has the lowest validation MAE (persistence for open and close); w is chosen on validation from a
+grid, and w = 0 (pure baseline) unless the blend beats that same baseline on validation by at
+least `min_val_skill` (for close and direction, also with a bootstrap CI above 0; gating.py).
+The direction probability is Platt-calibrated and shrunk toward climatology the same way, by
+Brier score. Quantiles are conformal offsets of scaled validation residuals (quantiles.py).
 """
 
 from __future__ import annotations
