@@ -78,9 +78,14 @@ db_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 
-err = Console(stderr=True)
+# No emoji codes: ":x:" in a message stays as written (and rich's emoji table is not loaded).
+err = Console(stderr=True, emoji=False)
 # Piped output is not cut at 80 columns unless COLUMNS asks for it.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
+out = Console(
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200,
+    emoji=False,
+)
 P = ParamSpec("P")
 
 SymbolOption = Annotated[

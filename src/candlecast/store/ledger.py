@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Float, and_, cast, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from candlecast.store.tables import candles, forecasts
 
@@ -76,7 +75,11 @@ def record(connection: Connection, *, forecast: Forecast, close_time: int) -> bo
     ).scalar_one()
     if target_exists or already:
         return False
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    # The dialect's own insert, imported for the backend in use only (a CLI start-up cost).
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql as dialect
+    else:
+        from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
     statement = (
         dialect.insert(forecasts)
         .values(**forecast.__dict__)
