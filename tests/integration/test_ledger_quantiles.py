@@ -3,11 +3,15 @@ databases; /api/forecast and /api/futures serve them."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
+from candlecast.cli import app
 from candlecast.jobs import modeling
 from candlecast.ml.quantiles import LEVELS, QUANTILE_COLUMNS, column
 from candlecast.store import ledger
@@ -58,3 +62,22 @@ def test_forecast_and_futures_serve_quantiles(engine: Engine, database_url: str)
     window = api.get("/api/ledger?days=1").json()
     assert window["points"]["close_q250"][-1] == made["quantiles"]["close_q250"]
     assert window["points"]["close_q900"][-1] == made["quantiles"]["close_q900"]
+
+
+def test_evaluate_reports_har_and_quantiles(
+    database_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load(engine, days=9)
+    monkeypatch.setenv("CANDLECAST_DATABASE_URL", database_url)
+    report_path = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        app, ["evaluate", "--folds", "2", "--train-days", "5", "--json", str(report_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "close quantiles: coverage 50%" in result.output
+    report = json.loads(report_path.read_text())
+    for block in (report, *report["per_fold"]):
+        rng = block["targets"]["range"]
+        low, high = rng["har_skill_ci95"]
+        assert low <= rng["har_skill"] <= high
+        assert set(block["quantiles"]["close"]["coverage"]) == {"0.5", "0.8", "0.9", "0.95"}

@@ -140,6 +140,14 @@ def evaluate(
         f"WDA {fmt(direction['wda'])}",
         highlight=False,
     )
+    for name, figures in (report.get("quantiles") or {}).items():
+        if not isinstance(figures, dict):
+            continue
+        cover = ", ".join(f"{float(k):.0%} {fmt(v)}" for k, v in figures["coverage"].items())
+        out.print(
+            f"{name} quantiles: coverage {cover}; CRPS skill {fmt(figures['crps_skill'])}",
+            highlight=False,
+        )
     if json_path is not None:
         json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         out.print(f"report written to {json_path}", highlight=False)
