@@ -38,9 +38,11 @@ def _wls(
     ridge: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
     # einsum, not @: the normal equations are tiny, and multi-threaded BLAS on a loaded 2-core
-    # machine made this 60x slower than one thread.
+    # machine made this 60x slower than one thread. lstsq, not solve: columns can be collinear
+    # (a constant time-of-day factor beside the intercept when there is less than a day of data).
     gram = np.einsum("ij,i,ik->jk", x, w, x) + ridge
-    return np.asarray(np.linalg.solve(gram, np.einsum("ij,i->j", x, w * y)), dtype="float64")
+    rhs = np.einsum("ij,i->j", x, w * y)
+    return np.asarray(np.linalg.lstsq(gram, rhs, rcond=None)[0], dtype="float64")
 
 
 def lad_fit(

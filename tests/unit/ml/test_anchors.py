@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import linprog
 
+from candlecast.domain import INTERVAL_MS
 from candlecast.ml.anchors import (
     Anchors,
     fit_anchors,
@@ -18,7 +19,7 @@ from candlecast.ml.features import to_grid
 from candlecast.ml.lad import lad_fit, weighted_median
 from candlecast.ml.metrics import bootstrap_skill_ci, mae
 from candlecast.ml.targets import grid_targets
-from tests.unit.ml.conftest import STEP
+from tests.unit.ml.conftest import STEP, synthetic_frame
 
 DAY = 288
 
@@ -151,3 +152,19 @@ def test_bootstrap_ci_brackets_the_skill_and_shrinks_with_data() -> None:
     same = bootstrap_skill_ci(base, base, block=50)
     assert same == pytest.approx((0.0, 0.0))
     assert np.isnan(bootstrap_skill_ci(model[:10], base[:10], block=50)[0])
+
+
+@pytest.mark.parametrize("interval", ["1m", "1d"])
+def test_less_than_a_day_of_slots_still_fits(interval: str) -> None:
+    # Regression: with fewer candles than slots in a day (or one slot a day) the factor is
+    # constant, collinear with the intercept, and the normal equations were singular.
+    step = INTERVAL_MS[interval]
+    frame = synthetic_frame(800, seed=3)
+    frame["open_time"] = 1_700_000_000_000 // step * step + step * np.arange(800)
+    grid = to_grid(frame, step)
+    anchors = fit_anchors(grid, np.arange(600), grid_targets(grid), step)
+    assert np.isfinite(anchors.har_coef).all()
+    assert (anchors.tod == 1.0).all()
+    forecasts = anchors.forecasts(grid)
+    assert np.isfinite(forecasts["har_range"].iloc[1:]).all()
+    assert (forecasts["har_range"].iloc[1:] > 0).all()
