@@ -43,7 +43,7 @@ def test_column_names_are_unique_and_ordered() -> None:
 
 def test_conformal_offsets_cover_exchangeable_data() -> None:
     rng = np.random.default_rng(0)
-    hits = {q: [] for q in LEVELS}
+    hits: dict[float, list[bool]] = {q: [] for q in LEVELS}
     for _ in range(200):
         scale = rng.uniform(0.5, 2.0, 101)
         y = scale * rng.standard_t(4, 101) + 0.3
