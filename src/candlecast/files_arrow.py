@@ -15,23 +15,10 @@ import pyarrow.compute as pc
 
 from candlecast.domain import DataFileError, interval_ms
 from candlecast.exchange.dumps import MICROSECONDS_ABOVE
-from candlecast.store.candle_rows import CandleRow
+from candlecast.store.candle_rows import VALUE_NAMES, CandleRow
 
 # The 12 columns of a data.binance.vision kline CSV, in order; the last means nothing.
-DUMP_COLUMNS = (
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "close_time",
-    "quote_volume",
-    "trades",
-    "taker_buy_base",
-    "taker_buy_quote",
-    "ignore",
-)
+DUMP_COLUMNS = ("open_time", *VALUE_NAMES, "ignore")
 PRICE_NAMES = ("open", "high", "low", "close", "volume")
 OPTIONAL_DECIMALS = ("quote_volume", "taker_buy_base", "taker_buy_quote")
 # Big enough that a month of 1m candles is one or two batches: the store pays per batch.

@@ -1,20 +1,16 @@
-"""The running service: start-up (migrate, backfill, train, forecast), the scheduled jobs, the
-real-time stream, and a clean stop. `serve` adds the HTTP API; `worker` runs without it."""
+"""The running service: start-up (backfill, train, forecast), the scheduled jobs, the real-time
+stream, and a clean stop. `runner` builds it and adds the HTTP API for `serve`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from candlecast.bootstrap import Services, bootstrap
-from candlecast.config import Settings
+from candlecast.bootstrap import Services
 from candlecast.domain import (
     CandlecastError,
     ExchangeError,
@@ -28,58 +24,13 @@ from candlecast.jobs import isolated, pipeline, sync
 from candlecast.jobs.common import now_ms
 from candlecast.runtime import Runtime
 from candlecast.scheduler import ScheduledJob, Scheduler
-from candlecast.store import candle_reads, candle_rows, registry, runs, ticks
+from candlecast.store import candle_reads, candle_rows, registry, ticks
 from candlecast.store import candles as candle_store
-from candlecast.store.db import normalize_url, sqlite_path, write_transaction
-from candlecast.store.locks import ensure_state_folder, job_lock, state_folder
+from candlecast.store.db import write_transaction
+from candlecast.store.locks import job_lock
 
 log = logging.getLogger(__name__)
 TICK_CLAIMS_KEPT_MS = 7 * 86_400_000
-
-
-def token_path(settings: Settings) -> Path:
-    """Where a generated API token lives: `api.token` in the state folder (locks.state_folder)."""
-    return state_folder(settings.database_url, settings.state_dir) / "api.token"
-
-
-def _old_token_path(settings: Settings) -> Path:
-    # Before the state folder: beside a SQLite database, else in the working folder.
-    database = sqlite_path(normalize_url(settings.database_url))
-    if database is not None:
-        return database.with_name(database.name + ".token")
-    return Path("candlecast-api.token").resolve()
-
-
-def _read_token(path: Path) -> str | None:
-    if not path.exists():
-        return None
-    token = path.read_text(encoding="utf-8").strip()
-    return token if len(token) >= 16 else None
-
-
-def ensure_api_token(settings: Settings) -> tuple[str, Path | None]:
-    """The configured token, or one generated once and kept with owner-only permissions.
-
-    A token file from before the state folder is still read where it is, so upgrading keeps
-    the token that clients already hold.
-    """
-    if settings.api_token:
-        return settings.api_token, None
-    path = token_path(settings)
-    for candidate in (path, _old_token_path(settings)):
-        token = _read_token(candidate)
-        if token is not None:
-            if candidate.stat().st_mode & 0o077:
-                # Found readable by others (restored from a backup, written by hand): tighten.
-                os.chmod(candidate, 0o600)
-            return token, candidate
-    ensure_state_folder(path.parent)
-    token = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(token + "\n")
-    os.chmod(path, 0o600)
-    return token, path
 
 
 class Service:
@@ -401,107 +352,3 @@ class Service:
                 job()
             except CandlecastError as exc:
                 log.warning("gap fill after reconnect failed: %s", exc)
-
-
-def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | None]:
-    """Migrates, provisions the API token, and builds the (not yet started) service."""
-    token, path = ensure_api_token(settings)
-    settings = settings.model_copy(update={"api_token": token})
-    services = bootstrap(settings)
-    abandoned = runs.close_abandoned(services.engine, finished_at=now_ms())
-    if abandoned:
-        log.warning("closed %d job run(s) left running by processes that died", abandoned)
-    runtime = Runtime(
-        scheduler_enabled=scheduler,
-        stream_enabled=scheduler and settings.stream,
-        clock=services.clock,
-    )
-    service = Service(services, runtime, scheduler=scheduler, training=isolated.TrainingPool())
-    return service, token, path
-
-
-def data_location(settings: Settings) -> str:
-    """Where the data lives, for the start-up log: the SQLite file, or the PostgreSQL host and
-    database (never the password)."""
-    url = normalize_url(settings.database_url)
-    path = sqlite_path(url)
-    if path is not None:
-        return f"SQLite file {path.resolve()}"
-    if url.get_backend_name() == "sqlite":
-        return "SQLite in memory"
-    host = f"{url.host or 'localhost'}:{url.port or 5432}"
-    return f"PostgreSQL database {url.database} on {host} as {url.username}"
-
-
-def warm_series(app: Any, settings: Settings) -> None:
-    """Brings the API's held chart columns for the configured pair up to date."""
-    from candlecast.api.series_cache import warm
-    from candlecast.api.shaping import MAX_WINDOW_DAYS
-
-    context = app.state.context
-    try:
-        with context.services.engine.connect() as connection:
-            warm(
-                context.columns,
-                connection,
-                symbol=settings.symbol,
-                interval=settings.interval,
-                days=MAX_WINDOW_DAYS,
-            )
-    except Exception:
-        # Only a cache: the next chart request reads what it needs itself.
-        log.exception("could not warm the chart columns")
-
-
-def run_worker(settings: Settings) -> None:
-    """Runs the scheduler and the stream without the HTTP API until SIGTERM or Ctrl-C."""
-    import signal
-
-    service, _, _ = build(settings, scheduler=True)
-    stopped = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopped.set())
-    service.start()
-    log.info("worker running for %s %s", settings.symbol, settings.interval)
-    stopped.wait()
-    service.stop()
-    service.services.close()
-
-
-def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> None:
-    """Runs the API and dashboard, and (unless disabled) the scheduler and stream."""
-    import uvicorn
-
-    from candlecast.api.app import create_app
-    from candlecast.logs import redact
-
-    service, token, path = build(settings, scheduler=scheduler)
-    redact(token)
-    app = create_app(service.services, service.runtime, trainer=service.training.train)
-    service.after_refresh.append(lambda: warm_series(app, settings))
-    # Warm once at start too, so the first chart request does not pay for the full read.
-    threading.Thread(target=warm_series, args=(app, settings), daemon=True).start()
-    # The proxy strips the prefix; uvicorn puts it back into root_path for links and docs.
-    # log_config=None: uvicorn's lines go through candlecast's handler (format, redaction).
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        lifespan="on",
-        log_config=None,
-        root_path=settings.root_path,
-        access_log=settings.access_log,
-    )
-    server = uvicorn.Server(config)
-    where = f"in {path} (owner-only)" if path else "CANDLECAST_API_TOKEN"
-    log.info("candlecast serving on http://%s:%d%s/", host, port, settings.root_path)
-    log.info("API token (for POST routes): %s", where)
-    log.info("data: %s", data_location(settings))
-    log.info("pairs followed: %s:%s", settings.symbol, settings.interval)
-    service.start()
-    try:
-        server.run()
-    finally:
-        service.stop()
-        service.services.close()

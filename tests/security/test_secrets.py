@@ -23,7 +23,7 @@ from candlecast.api import create_app
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
 from candlecast.runtime import Runtime
-from candlecast.service import ensure_api_token
+from candlecast.tokens import ensure_api_token
 from tests.fuzz import states
 from tests.integration.api_support import TOKEN
 

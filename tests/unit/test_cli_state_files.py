@@ -11,7 +11,7 @@ import pytest
 from candlecast.bootstrap import bootstrap
 from candlecast.config import Settings
 from candlecast.domain import JobAlreadyRunning
-from candlecast.service import ensure_api_token, token_path
+from candlecast.tokens import ensure_api_token, token_path
 from candlecast.store import db
 from candlecast.store.locks import job_lock, lock_file_name, state_folder
 

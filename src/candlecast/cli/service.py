@@ -28,7 +28,7 @@ def serve(
     database_url: DatabaseOption = None,
 ) -> None:
     """Run the API, the dashboard, the scheduler and the real-time stream in one process."""
-    from candlecast.service import run_serve
+    from candlecast.runner import run_serve
 
     settings = settings_from(database_url=database_url)
     setup_service_logging(settings)
@@ -39,7 +39,7 @@ def serve(
 @friendly
 def worker(database_url: DatabaseOption = None) -> None:
     """Run the scheduler and the real-time stream without the HTTP API."""
-    from candlecast.service import run_worker
+    from candlecast.runner import run_worker
 
     settings = settings_from(database_url=database_url)
     setup_service_logging(settings)

@@ -1,0 +1,125 @@
+"""Processes: `serve` (the API, the dashboard and the service) and `worker` (the service alone).
+Builds everything from Settings, logs where things are, and stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from candlecast.bootstrap import bootstrap
+from candlecast.config import Settings
+from candlecast.jobs import isolated
+from candlecast.jobs.common import now_ms
+from candlecast.runtime import Runtime
+from candlecast.service import Service
+from candlecast.store import runs
+from candlecast.store.db import normalize_url, sqlite_path
+from candlecast.tokens import ensure_api_token
+
+log = logging.getLogger(__name__)
+
+
+def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | None]:
+    """Migrates, provisions the API token, and builds the (not yet started) service."""
+    token, path = ensure_api_token(settings)
+    settings = settings.model_copy(update={"api_token": token})
+    services = bootstrap(settings)
+    abandoned = runs.close_abandoned(services.engine, finished_at=now_ms())
+    if abandoned:
+        log.warning("closed %d job run(s) left running by processes that died", abandoned)
+    runtime = Runtime(
+        scheduler_enabled=scheduler,
+        stream_enabled=scheduler and settings.stream,
+        clock=services.clock,
+    )
+    service = Service(services, runtime, scheduler=scheduler, training=isolated.TrainingPool())
+    return service, token, path
+
+
+def data_location(settings: Settings) -> str:
+    """Where the data lives, for the start-up log: the SQLite file, or the PostgreSQL host and
+    database (never the password)."""
+    url = normalize_url(settings.database_url)
+    path = sqlite_path(url)
+    if path is not None:
+        return f"SQLite file {path.resolve()}"
+    if url.get_backend_name() == "sqlite":
+        return "SQLite in memory"
+    host = f"{url.host or 'localhost'}:{url.port or 5432}"
+    return f"PostgreSQL database {url.database} on {host} as {url.username}"
+
+
+def warm_series(app: Any, settings: Settings) -> None:
+    """Brings the API's held chart columns for the configured pair up to date."""
+    from candlecast.api.series_cache import warm
+    from candlecast.api.shaping import MAX_WINDOW_DAYS
+
+    context = app.state.context
+    try:
+        with context.services.engine.connect() as connection:
+            warm(
+                context.columns,
+                connection,
+                symbol=settings.symbol,
+                interval=settings.interval,
+                days=MAX_WINDOW_DAYS,
+            )
+    except Exception:
+        # Only a cache: the next chart request reads what it needs itself.
+        log.exception("could not warm the chart columns")
+
+
+def run_worker(settings: Settings) -> None:
+    """Runs the scheduler and the stream without the HTTP API until SIGTERM or Ctrl-C."""
+    import signal
+
+    service, _, _ = build(settings, scheduler=True)
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    service.start()
+    log.info("worker running for %s %s", settings.symbol, settings.interval)
+    stopped.wait()
+    service.stop()
+    service.services.close()
+
+
+def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> None:
+    """Runs the API and dashboard, and (unless disabled) the scheduler and stream."""
+    import uvicorn
+
+    from candlecast.api.app import create_app
+    from candlecast.logs import redact
+
+    service, token, path = build(settings, scheduler=scheduler)
+    redact(token)
+    app = create_app(service.services, service.runtime, trainer=service.training.train)
+    service.after_refresh.append(lambda: warm_series(app, settings))
+    # Warm once at start too, so the first chart request does not pay for the full read.
+    threading.Thread(target=warm_series, args=(app, settings), daemon=True).start()
+    # The proxy strips the prefix; uvicorn puts it back into root_path for links and docs.
+    # log_config=None: uvicorn's lines go through candlecast's handler (format, redaction).
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        lifespan="on",
+        log_config=None,
+        root_path=settings.root_path,
+        access_log=settings.access_log,
+    )
+    server = uvicorn.Server(config)
+    where = f"in {path} (owner-only)" if path else "CANDLECAST_API_TOKEN"
+    log.info("candlecast serving on http://%s:%d%s/", host, port, settings.root_path)
+    log.info("API token (for POST routes): %s", where)
+    log.info("data: %s", data_location(settings))
+    log.info("pairs followed: %s:%s", settings.symbol, settings.interval)
+    service.start()
+    try:
+        server.run()
+    finally:
+        service.stop()
+        service.services.close()
