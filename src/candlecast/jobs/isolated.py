@@ -74,8 +74,12 @@ def _train_in_child(
     from candlecast.bootstrap import bootstrap
     from candlecast.config import Settings
     from candlecast.jobs import modeling
+    from candlecast.logs import setup_service_logging
 
-    services = bootstrap(Settings.model_validate_json(settings_json), migrate=False)
+    settings = Settings.model_validate_json(settings_json)
+    # A spawned child starts with no logging set up: same format and redaction as its parent.
+    setup_service_logging(settings)
+    services = bootstrap(settings, migrate=False)
     try:
         outcome = modeling.train_model(
             services.engine, symbol=symbol, interval=interval, days=days, force=force
