@@ -21,7 +21,7 @@ from candlecast.ml.evaluate import prospective_metrics, walk_forward
 from candlecast.ml.features import FEATURE_WINDOW
 from candlecast.ml.promotion import comparison_window, decide
 from candlecast.ml.quantiles import QUANTILE_COLUMNS
-from candlecast.ml.train import TrainParams, train
+from candlecast.ml.train import TrainParams, train_with_inputs
 from candlecast.store import candle_reads, ledger, predictions, registry
 from candlecast.store.db import write_transaction
 from candlecast.store.locks import job_lock
@@ -127,20 +127,21 @@ def train_model(
         stage(f"fitting on {len(frame)} candles: features, each target, validation")
         started = now_ms()
         try:
-            bundle = train(frame, train_params)
+            bundle, inputs = train_with_inputs(frame, train_params)
         except ValueError as exc:
             raise NoData(f"cannot train on {symbol} {interval}: {exc}") from None
         train_seconds = (now_ms() - started) / 1000
-        stage("comparing with the champion")
+        # One predict over the training frame, from the features train() built, so /api/series
+        # reads this model's forecasts instead of recomputing them per request; the comparison
+        # reads the new model's from them too.
+        stage("comparing with the champion (one predict over the training window)")
+        materialized = bundle.predict(frame, inputs)
         champion_bundle = load_bundle(engine, champion_record.id) if champion_record else None
         compared = _comparison_frame(frame, bundle, champion_bundle)
-        decision = decide(bundle, champion_bundle, compared)
+        decision = decide(bundle, champion_bundle, compared, new_predictions=materialized)
         decision["champion_id"] = champion_record.id if champion_record else None
         metrics = validation_summary(bundle)
-        # One predict over the training frame, so /api/series reads this model's forecasts
-        # instead of recomputing them per request; written with the model, atomically.
         stage("storing the model and its predictions")
-        materialized = bundle.predict(frame)
         with write_transaction(engine) as connection:
             model_id = registry.register_model(
                 connection,
@@ -340,7 +341,11 @@ def evaluate(
             )
         if frame.empty:
             raise NoData(f"no {symbol} {interval} candles stored in that window")
-        stage(f"walk-forward: training and testing {folds} folds on {len(frame)} candles")
+        rows = len(frame)
+
+        def on_fold(number: int, total: int) -> None:
+            stage(f"walk-forward on {rows} candles: fold {number} of {total}, training and testing")
+
         report = walk_forward(
             frame,
             folds=folds,
@@ -349,6 +354,7 @@ def evaluate(
             params={"symbol": symbol, "interval": interval, **(params or {})},
             symbol=symbol,
             interval=interval,
+            on_fold=on_fold,
         )
         details.update(
             {

@@ -67,6 +67,18 @@ PREDICTION_COLUMNS: Final = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class FrameInputs:
+    """A frame's model features (in feature_names order) and baseline returns, row-aligned.
+
+    train_with_inputs returns the ones it fitted on, so that predicting the training frame right
+    after training does not build them a second time.
+    """
+
+    features: pd.DataFrame
+    base: pd.DataFrame
+
+
 @dataclass(slots=True)
 class ModelBundle:
     """All fitted models of one training run plus what is needed to trust and reproduce them.
@@ -109,11 +121,21 @@ class ModelBundle:
         threads = int(self.params.get("num_threads", 1))
         return np.asarray(booster.predict(feats, num_threads=threads))
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def inputs(self, frame: pd.DataFrame) -> FrameInputs:
+        """The frame's features and baseline returns, as predict needs them."""
+        step = int(self.meta["interval_ms"])
+        grid, feats, base = frame_inputs(frame, step)
+        anchors = Anchors.from_dict(self.anchors) if self.anchors else None
+        anchor_feats, base = with_anchors(anchors, grid, frame, base)
+        feats = pd.concat([feats, anchor_feats], axis=1)
+        return FrameInputs(feats.reset_index(drop=True)[self.feature_names], base)
+
+    def predict(self, frame: pd.DataFrame, inputs: FrameInputs | None = None) -> pd.DataFrame:
         """Forecasts candle t+1 for every row t of the frame; columns are PREDICTION_COLUMNS.
 
         Rows whose feature history is incomplete (start of the frame, after a gap) still get a
-        forecast: the trees route missing features down learned default branches.
+        forecast: the trees route missing features down learned default branches. `inputs`,
+        when given, must be this bundle's inputs(frame) (train_with_inputs returns them).
         """
         step = int(self.meta["interval_ms"])
         times = frame["open_time"].to_numpy(dtype=np.int64)
@@ -122,12 +144,12 @@ class ModelBundle:
         out["last_close"] = last_close
         if len(frame) == 0:
             return out.reindex(columns=list(PREDICTION_COLUMNS))
-        grid, feats, base = frame_inputs(frame, step)
-        anchors = Anchors.from_dict(self.anchors) if self.anchors else None
-        anchor_feats, base = with_anchors(anchors, grid, frame, base)
-        feats = pd.concat([feats, anchor_feats], axis=1)
-        feats = feats.reset_index(drop=True)[self.feature_names]
-        base = base.reset_index(drop=True)
+        if inputs is None:
+            inputs = self.inputs(frame)
+        if len(inputs.features) != len(frame):
+            raise ValueError(f"inputs have {len(inputs.features)} rows, the frame {len(frame)}")
+        feats = inputs.features
+        base = inputs.base.reset_index(drop=True)
         blended: dict[str, np.ndarray] = {}
         for name in ("open", "range", "high", "low", "close"):
             b = base[self.gate_column(name)].to_numpy(dtype="float64")

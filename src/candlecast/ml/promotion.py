@@ -35,10 +35,17 @@ def comparison_window(new: ModelBundle, champion: ModelBundle) -> tuple[int, int
     return start, int(new.meta["train_end_ms"])
 
 
-def decide(new: ModelBundle, champion: ModelBundle | None, frame: pd.DataFrame) -> dict[str, Any]:
+def decide(
+    new: ModelBundle,
+    champion: ModelBundle | None,
+    frame: pd.DataFrame,
+    new_predictions: pd.DataFrame | None = None,
+) -> dict[str, Any]:
     """Promote `new` unless it is worse than the champion on their shared held-out window.
 
     `frame` holds the candles of the window plus enough history before it for features.
+    `new_predictions`, when given, are new's predictions over at least the window (for example
+    over the whole training frame, already made to be stored); they are not computed again.
     """
     if champion is None:
         return {"promote": True, "reason": "no champion yet"}
@@ -46,7 +53,10 @@ def decide(new: ModelBundle, champion: ModelBundle | None, frame: pd.DataFrame) 
     step = int(new.meta["interval_ms"])
     scores: dict[str, dict[str, Any]] = {}
     for label, bundle in (("new", new), ("champion", champion)):
-        predictions = bundle.predict(frame)
+        if label == "new" and new_predictions is not None:
+            predictions = new_predictions
+        else:
+            predictions = bundle.predict(frame)
         in_window = (predictions["target_open_time"] >= start) & (
             predictions["target_open_time"] <= end
         )

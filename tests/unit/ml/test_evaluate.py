@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import numpy as np
@@ -142,3 +143,36 @@ def test_prospective_metrics_matches_a_hand_built_pair() -> None:
     assert again["quantiles"]["close"]["crps_skill"] is None
     # A forecast whose candle has not closed yet is simply not scored.
     assert ev.prospective_metrics(preds, frame.iloc[:10])["rows"] == 0
+
+
+def test_on_fold_hears_each_fold_once_in_order_before_its_training(
+    report_and_calls: Any,
+) -> None:
+    report, _calls = report_and_calls
+    frame = synthetic_frame(10 * 288, seed=9)
+    events: list[tuple[Any, ...]] = []
+    real_train = train
+
+    def noted_train(data: pd.DataFrame, params: Any) -> Any:
+        events.append(("train", int(data["open_time"].iloc[-1])))
+        return real_train(data, params)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ev, "train", noted_train)
+        heard = ev.walk_forward(
+            frame,
+            folds=3,
+            train_days=4,
+            interval_ms=STEP,
+            params=FAST_PARAMS,
+            symbol="SYN",
+            on_fold=lambda number, total: events.append(("fold", number, total)),
+        )
+    assert [e for e in events if e[0] == "fold"] == [("fold", 1, 3), ("fold", 2, 3), ("fold", 3, 3)]
+    assert [e[0] for e in events] == ["fold", "train"] * 3
+    ends = [e[1] for e in events if e[0] == "train"]
+    assert ends == sorted(ends) and len(set(ends)) == 3
+    # Listening changes nothing: the report is the one made without a callback.
+    assert json.dumps(heard, sort_keys=True, default=str) == json.dumps(
+        report, sort_keys=True, default=str
+    )

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from candlecast.ml.bundle import PREDICTION_COLUMNS, ModelBundle
-from candlecast.ml.train import TrainParams, data_fingerprint, resolve_params, train
+from candlecast.ml.train import (
+    TrainParams,
+    data_fingerprint,
+    resolve_params,
+    train,
+    train_with_inputs,
+)
 from tests.unit.ml.conftest import FAST_PARAMS, STEP
 
 
@@ -92,3 +98,14 @@ def test_gappy_frames_train_and_predict(frame_6d: pd.DataFrame) -> None:
     pred = train(gappy, FAST_PARAMS).predict(gappy)
     assert len(pred) == len(gappy)
     assert pred["close_next"].notna().all()
+
+
+def test_predicting_from_trains_inputs_equals_predicting_from_the_frame(
+    frame_6d: pd.DataFrame,
+) -> None:
+    fitted, inputs = train_with_inputs(frame_6d, FAST_PARAMS)
+    assert fitted.to_bytes() == train(frame_6d, FAST_PARAMS).to_bytes()
+    reused = fitted.predict(frame_6d, inputs)
+    pd.testing.assert_frame_equal(reused, fitted.predict(frame_6d), check_exact=True)
+    with pytest.raises(ValueError, match="inputs have"):
+        fitted.predict(frame_6d.iloc[:-1], inputs)
