@@ -6,6 +6,7 @@ median CPU time (user + system: what a loaded machine distorts least) and the pe
 from wait4's rusage of that one process.
 
 Run: python -m benchmarks.cli_process [--runs 7] [--only help,status,rerun,fresh,train]
+     python -m benchmarks.cli_process --baseline-src DIR   # train, paired with an older tree
 """
 
 from __future__ import annotations
@@ -189,6 +190,29 @@ def breakdown(runs: int) -> dict[str, list[float]]:
     }
 
 
+def paired_train(runs: int, baseline_src: Path) -> list[dict[str, object]]:
+    """`train --force` alternately with the installed code and with `baseline_src` (a source
+    tree put first on PYTHONPATH, e.g. `git archive <commit> src | tar -x -C DIR`): on a shared
+    machine, runs in the same minutes compare fairly where separate series do not."""
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        exchange = stack.enter_context(fake_exchange_process(SHARED_DATA / CSV, START))
+        url = stack.enter_context(scratch_database("postgresql", folder))
+        env = _environment(url, exchange)
+        baseline_env = {**env, "PYTHONPATH": str(baseline_src.resolve() / "src")}
+        run_once(["backfill"], env, folder)
+        run_once(["train"], env, folder)
+        now: list[Run] = []
+        before: list[Run] = []
+        for _ in range(runs):
+            before.append(run_once(["train", "--force"], baseline_env, folder))
+            now.append(run_once(["train", "--force"], env, folder))
+    return [
+        summarize(f"train --force, baseline {baseline_src}", before),
+        summarize("train --force, installed code", now),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
@@ -198,7 +222,20 @@ def main() -> None:
     parser.add_argument(
         "--breakdown", action="store_true", help="time train's stages in-process instead"
     )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="time train alternately with this source tree (holding src/) and the installed code",
+    )
     args = parser.parse_args()
+    if args.baseline_src is not None:
+        load_before = os.getloadavg()[0]
+        results = paired_train(args.runs, args.baseline_src)
+        summary = {"machine": machine(), "runs": args.runs, "results": results}
+        summary["load_average_before"] = round(load_before, 2)
+        summary["load_average_after"] = round(os.getloadavg()[0], 2)
+        print(json.dumps(summary, indent=2))
+        return
     if args.breakdown:
         print(json.dumps({"machine": machine(), "stages_wall_cpu_s": breakdown(args.runs)}))
         return
