@@ -128,7 +128,7 @@ def test_serve_backfills_trains_forecasts_and_follows_the_stream(
     port = _free_port()
     processes.start(["serve", "--port", str(port)], _environment(database_url, fake))
     started = time.monotonic()
-    _wait_for(lambda: _ready(engine), timeout=60, what="backfill, training and a forecast")
+    _wait_for(lambda: _ready(engine), timeout=150, what="backfill, training and a forecast")
     ready_after = time.monotonic() - started
     first_target = _first_forecast_target(engine)
 
@@ -189,7 +189,7 @@ def test_two_replicas_run_each_tick_once(
                        CANDLECAST_TRAIN_EVERY_SECONDS="10")  # fmt: skip
     processes.start(["worker"], env)
     processes.start(["worker"], env)
-    _wait_for(lambda: _ready(engine), timeout=60, what="the first model")
+    _wait_for(lambda: _ready(engine), timeout=150, what="the first model")
     window_start = int(time.time() * 1000)
     time.sleep(40)
     window_end = int(time.time() * 1000)
@@ -213,7 +213,7 @@ def test_sigterm_during_training_keeps_the_champion_and_leaves_no_process(
     fake = fake_exchange(MAIN_CSV, start=START, speed=SPEED, ws_update_ms=100)
     env = _environment(database_url, fake, CANDLECAST_TRAIN_EVERY_SECONDS="5")
     worker = processes.start(["worker"], env)
-    _wait_for(lambda: _ready(engine), timeout=60, what="the first model")
+    _wait_for(lambda: _ready(engine), timeout=150, what="the first model")
     with engine.connect() as connection:
         champion = registry.champion(connection, symbol="BTCUSDT", interval="5m")
     assert champion is not None

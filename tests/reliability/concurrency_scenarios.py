@@ -179,6 +179,9 @@ def replicas_on_postgres(
     engines: list[Engine] = []
     schedulers: list[Scheduler] = []
     runs: list[str] = []
+    # The exchange's time at each finished ingest: the check covers what the last one could see,
+    # not candles that closed after the schedulers stopped.
+    seen_server_times: list[int] = []
     lock = threading.Lock()
     setup = db.create_store_engine(database_url)
     db.upgrade(setup)
@@ -190,7 +193,9 @@ def replicas_on_postgres(
             with lock:
                 runs.append(name)
             with fast_client(fake.base_url) as client:
-                sync.ingest(engine, client, symbol=SYMBOL, interval=INTERVAL, days=DAYS)
+                report = sync.ingest(engine, client, symbol=SYMBOL, interval=INTERVAL, days=DAYS)
+            with lock:
+                seen_server_times.append(report.server_time)
 
         return body
 
@@ -219,7 +224,7 @@ def replicas_on_postgres(
             .select_from(job_runs)
             .where(job_runs.c.name == "ingest", job_runs.c.started_at >= started)
         ).scalar_one()
-    now = fake.clock.now_ms()
+    now = max(seen_server_times, default=fake.clock.now_ms())
     first, last = closed_window(now, DAYS)
     figures.tally = check_exact(setup, fake.market, first=first, last=last, exchange_now=now)
     for engine in [*engines, setup]:
