@@ -11,9 +11,9 @@ import pytest
 from candlecast.bootstrap import bootstrap
 from candlecast.config import Settings
 from candlecast.domain import JobAlreadyRunning
-from candlecast.tokens import ensure_api_token, token_path
 from candlecast.store import db
 from candlecast.store.locks import job_lock, lock_file_name, state_folder
+from candlecast.tokens import ensure_api_token, token_path
 
 PORTABLE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
