@@ -37,6 +37,13 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SYMBOL_RE: Final = re.compile(r"^[A-Z0-9]{2,20}$")
 
 
+# Binance's spot base URLs, offered when one of them refuses a location (HTTP 451).
+BINANCE_BASE_URLS: Final = (
+    "https://data-api.binance.vision, https://api.binance.com or https://api1.binance.com"
+    " .. https://api4.binance.com"
+)
+
+
 class CandlecastError(Exception):
     """Base class of every error candlecast raises on purpose."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from candlecast.domain import (
+    BINANCE_BASE_URLS,
     ExchangeBlocked,
     ExchangeError,
     IPBanned,
@@ -11,7 +12,6 @@ from candlecast.domain import (
     iso_utc,
 )
 
-ALTERNATIVE_URLS = "https://api.binance.com or https://api1.binance.com .. https://api4.binance.com"
 # A failed start-up is retried this often at most, not at the next 5-minute ingest tick.
 START_UP_RETRY_MAX_SECONDS = 30.0
 
@@ -21,7 +21,7 @@ def exchange_hint(error: ExchangeError, *, base_url: str) -> str:
     if isinstance(error, RestrictedLocation):
         return (
             f"{base_url} refuses this location (HTTP 451). Set CANDLECAST_BINANCE_URL to "
-            f"another Binance base URL ({ALTERNATIVE_URLS}); Binance.US is a separate market "
+            f"another Binance base URL ({BINANCE_BASE_URLS}); Binance.US is a separate market "
             "and must not be mixed in."
         )
     if isinstance(error, IPBanned):
@@ -38,7 +38,7 @@ def exchange_hint(error: ExchangeError, *, base_url: str) -> str:
         return f"{base_url} blocked the request (HTTP 403, WAF). Try another base URL or host."
     return (
         f"Check this host's network connection and that CANDLECAST_BINANCE_URL ({base_url}) is "
-        f"reachable from here; if Binance answers 451 from your location, use {ALTERNATIVE_URLS}."
+        f"reachable from here; if Binance answers 451 from your location, use {BINANCE_BASE_URLS}."
     )
 
 

@@ -19,7 +19,7 @@ from candlecast.domain import (
     iso_utc,
 )
 from candlecast.exchange.stream import KlineClosed, KlineStream, KlineUpdate, Reconnected
-from candlecast.hints import START_UP_RETRY_MAX_SECONDS, exchange_hint, retry_delay_seconds
+from candlecast.hints import exchange_hint, retry_delay_seconds
 from candlecast.jobs import isolated, pipeline, sync
 from candlecast.jobs.common import now_ms
 from candlecast.runtime import Runtime
@@ -155,17 +155,16 @@ class Service:
         self.refresh()
 
     @contextmanager
-    def _exchange_watch(self, *, retry_in_seconds: float | None = None) -> Iterator[None]:
+    def _exchange_watch(self) -> Iterator[None]:
         """Records in the runtime whether the exchange answered, what to do if it did not, and
         when the next attempt is due: for /api/health and the dashboard's banner."""
         try:
             yield
         except ExchangeError as exc:
-            every = retry_in_seconds or self.settings.ingest_every_seconds
             self.runtime.update(
                 exchange_error=str(exc),
                 exchange_hint=exchange_hint(exc, base_url=self.settings.binance_url),
-                next_retry_ms=now_ms() + int(every * 1000),
+                next_retry_ms=now_ms() + self.settings.ingest_every_seconds * 1000,
             )
             raise
         self.runtime.update(
@@ -215,7 +214,7 @@ class Service:
             try:
                 with (
                     job_lock(self.services.engine, pair_lock),
-                    self._exchange_watch(retry_in_seconds=START_UP_RETRY_MAX_SECONDS),
+                    self._exchange_watch(),
                     self.services.exchange() as client,
                 ):
                     report = sync.backfill(

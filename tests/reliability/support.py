@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine, RowMapping, func, select
 
 from candlecast.domain import format_decimal
+from candlecast.store.candle_rows import VALUE_NAMES
 from candlecast.store.tables import candles
 from tests.fake_exchange.market import Market, Row
 
@@ -26,18 +27,7 @@ ITERATIONS_ENV = "CANDLECAST_RELIABILITY_ITERATIONS"
 REPO = Path(__file__).resolve().parents[2]
 STEP = 300_000
 DAY_MS = 86_400_000
-FIELDS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "close_time",
-    "quote_volume",
-    "trades",
-    "taker_buy_base",
-    "taker_buy_quote",
-)
+FIELDS = VALUE_NAMES
 
 
 def iterations(default: int) -> int:

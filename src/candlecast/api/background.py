@@ -60,10 +60,6 @@ class BackgroundJobs:
         )
         return result
 
-    def shutdown(self) -> None:
-        """Stops taking jobs; running ones finish (their training children end with serve)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
 
 async def wait_for(future: Future[BaseModel], seconds: float) -> BaseModel | None:
     """The job's result if it ends within `seconds` (its error is raised), else None; the job

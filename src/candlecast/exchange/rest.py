@@ -17,6 +17,7 @@ import httpx
 
 from candlecast.config import Settings
 from candlecast.domain import (
+    BINANCE_BASE_URLS,
     Candle,
     ExchangeBlocked,
     ExchangeRejected,
@@ -36,10 +37,6 @@ PAGE_LIMIT = 1000
 KLINES_WEIGHT = 2
 _USER_AGENT = "candlecast/0.1"
 _CLOCK_TRIP_MAX_MS = 2_000
-_ALTERNATIVE_URLS = (
-    "https://data-api.binance.vision, https://api.binance.com or https://api1.binance.com"
-    " .. https://api4.binance.com"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +373,7 @@ class BinanceRest:
             raise RestrictedLocation(
                 f"{self.base_url} refuses service from this location (HTTP 451: restricted "
                 f"location, e.g. the United States). Set CANDLECAST_BINANCE_URL to another "
-                f"Binance endpoint reachable from here: {_ALTERNATIVE_URLS}. Binance.US "
+                f"Binance endpoint reachable from here: {BINANCE_BASE_URLS}. Binance.US "
                 "(https://api.binance.us) is a separate market: never mix its candles in."
             )
         if status == 403:
