@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from candlecast.domain import validate_interval, validate_symbol
+from candlecast.domain import ConfigError, Pair, parse_pairs, validate_interval, validate_symbol
 
 
 class Settings(BaseSettings):
@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     binance_ws_url: str = "wss://data-stream.binance.vision"
     symbol: str = "BTCUSDT"
     interval: str = "5m"
+    # The pairs to follow, `SYMBOL:INTERVAL,...`; unset means `symbol:interval`. They seed the
+    # database's pair list on first start; `candlecast pairs` changes that list later.
+    pairs: str | None = None
+    # Each pair's backfill window.
     backfill_days: int = Field(default=90, ge=1, le=3650)
 
     http_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -35,6 +39,10 @@ class Settings(BaseSettings):
     reconcile_every_seconds: int = Field(default=3600, ge=1)
     stream: bool = True
     train_days: int = Field(default=90, ge=1, le=3650)
+    # Training processes shared by every pair: trainings beyond this wait their turn.
+    train_workers: int = Field(default=1, ge=1, le=64)
+    # Memory for the API's in-memory chart columns across pairs, least recently used dropped.
+    series_cache_mb: int = Field(default=256, ge=8, le=65536)
     api_token: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
 
@@ -67,6 +75,22 @@ class Settings(BaseSettings):
     @classmethod
     def _interval_is_known(cls, value: str) -> str:
         return validate_interval(value)
+
+    @field_validator("pairs")
+    @classmethod
+    def _pairs_are_wellformed(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return ",".join(str(pair) for pair in parse_pairs(value))
+        except ConfigError as exc:
+            raise ValueError(f"CANDLECAST_PAIRS: {exc}") from None
+
+    def configured_pairs(self) -> tuple[Pair, ...]:
+        """The pairs this configuration names, the first being the default of every route."""
+        if self.pairs:
+            return parse_pairs(self.pairs)
+        return (Pair(self.symbol, self.interval),)
 
     @field_validator("root_path")
     @classmethod

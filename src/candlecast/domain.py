@@ -154,6 +154,52 @@ def validate_symbol(symbol: str) -> str:
     return candidate
 
 
+class PairAlreadyFollowed(CandlecastError):
+    """A pair asked to be added is already followed."""
+
+
+class UnknownPair(CandlecastError):
+    """The exchange does not list this symbol, or not at this interval."""
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Pair:
+    """A validated symbol and interval: the unit everything per-pair is keyed by."""
+
+    symbol: str
+    interval: str
+
+    @classmethod
+    def of(cls, symbol: str, interval: str) -> Pair:
+        """Validates both parts (upper-casing the symbol), naming the bad one."""
+        return cls(validate_symbol(symbol), validate_interval(interval))
+
+    @classmethod
+    def parse(cls, text: str) -> Pair:
+        """`SYMBOL:INTERVAL` (for example `ETHUSDT:5m`) to a Pair, or a ConfigError."""
+        symbol, colon, interval = text.strip().partition(":")
+        if not colon or not symbol or not interval:
+            raise ConfigError(f"{text!r} is not SYMBOL:INTERVAL (for example BTCUSDT:5m)")
+        return cls.of(symbol, interval.strip())
+
+    def __str__(self) -> str:
+        return f"{self.symbol}:{self.interval}"
+
+
+def parse_pairs(text: str) -> tuple[Pair, ...]:
+    """A comma list of `SYMBOL:INTERVAL` to distinct pairs in the given order."""
+    pairs: list[Pair] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        pair = Pair.parse(item)
+        if pair not in pairs:
+            pairs.append(pair)
+    if not pairs:
+        raise ConfigError(f"{text!r} names no pair; expected SYMBOL:INTERVAL[,SYMBOL:INTERVAL...]")
+    return tuple(pairs)
+
+
 def close_time_of(open_time: int, interval: str) -> int:
     """Returns a kline's close_time: open_time + interval - 1 ms."""
     return open_time + interval_ms(interval) - 1
