@@ -289,8 +289,6 @@ def futures(
         )  # fmt: skip
     if frame.empty:
         return FuturesResponse(points=[])
-    # One forecast per target candle: the first one made (a promotion race may add a second).
-    frame = frame.drop_duplicates("target_open_time", keep="first")
     closes = dict(zip(realized["open_time"].tolist(), realized["close"].tolist(), strict=True))
     points = []
     names = ("target_open_time", "close_next", "model_id", "close_lo", "close_hi", "prob_up",

@@ -64,26 +64,20 @@ def record(connection: Connection, *, forecast: Forecast, close_time: int) -> bo
             candles.c.open_time == forecast.target_open_time,
         )
     ).scalar_one()
-    already = connection.execute(
-        select(func.count())
-        .select_from(forecasts)
-        .where(
-            forecasts.c.symbol == forecast.symbol,
-            forecasts.c.interval == forecast.interval,
-            forecasts.c.target_open_time == forecast.target_open_time,
-        )
-    ).scalar_one()
-    if target_exists or already:
+    if target_exists:
         return False
     # The dialect's own insert, imported for the backend in use only (a CLI start-up cost).
     if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql as dialect
     else:
         from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
+    # The unique keys decide "already forecast", so two racing writers cannot both record:
+    # the second waits for the first's commit, then skips. No conflict target: a clash on
+    # either key, (pair, target) or (model, target), means a forecast is there already.
     statement = (
         dialect.insert(forecasts)
         .values(**forecast.__dict__)
-        .on_conflict_do_nothing(index_elements=["model_id", "target_open_time"])
+        .on_conflict_do_nothing()
         .returning(forecasts.c.id)
     )
     # RETURNING, not rowcount: drivers disagree on rowcount when a conflict skipped the row.

@@ -177,7 +177,8 @@ forecasts = Table(
     Column("real_close", ExactDecimal, nullable=True),
     Column("scored_at", BigInteger, nullable=True),
     UniqueConstraint("model_id", "target_open_time", name="uq_forecasts_model_target"),
-    Index("ix_forecasts_pair_target", "symbol", "interval", "target_open_time"),
+    # One forecast per target candle and pair: the database keeps the first (migration 0005).
+    Index("uq_forecasts_pair_target", "symbol", "interval", "target_open_time", unique=True),
 )
 
 PREDICTION_VALUE_COLUMNS = (

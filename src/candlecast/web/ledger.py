@@ -66,7 +66,6 @@ def ledger_window(
         frame = ledger.frame(connection, symbol=symbol, interval=interval, start=start, end=end)
         # One read of the ledger serves both the scores and the points.
         metrics = score_forecasts(connection, symbol=symbol, interval=interval, forecasts=frame)
-    frame = frame.drop_duplicates("target_open_time", keep="first")
     body: dict[str, Any] = {
         "days": days,
         "start": iso_utc(start),
