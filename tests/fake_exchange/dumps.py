@@ -1,7 +1,8 @@
 """data.binance.vision as the fake exchange serves it: kline dumps built from the loaded candles.
 
-A monthly or daily file exists only when the loaded candles span its whole period, as on the
-real server, and is a zip holding one headerless 12-column CSV with a `.CHECKSUM` beside it.
+Every served market has its own files. A monthly or daily file exists only when the loaded
+candles span its whole period, as on the real server, and is a zip holding one headerless
+12-column CSV with a `.CHECKSUM` beside it.
 Times are microseconds from 2025-01-01 on and milliseconds before, as in Binance's spot dumps.
 Through /_fake/dumps, tests can make a file corrupt (its bytes no longer match its checksum)
 or make its next requests fail with 503.
@@ -99,14 +100,15 @@ def _file(shelf: DumpShelf, market: Market, name: str, period: str) -> bytes | N
 
 
 async def _serve(request: web.Request) -> web.StreamResponse:
-    shelf, market = request.app[DUMPS], request.app[STATE].market
+    shelf = request.app[DUMPS]
     symbol, interval = request.match_info["symbol"], request.match_info["interval"]
+    market = request.app[STATE].find(symbol, interval)
     match = _FILE_RE.match(request.match_info["file"])
     monthly = request.match_info["span"] == "monthly"
     if (
         match is None
+        or market is None
         or (match["symbol"], match["interval"]) != (symbol, interval)
-        or (symbol, interval) != (market.symbol, market.interval)
         or (len(match["period"]) == 7) != monthly
     ):
         raise web.HTTPNotFound(text="<Error><Code>NoSuchKey</Code></Error>")

@@ -12,9 +12,9 @@ from aiohttp import web
 
 from candlecast.domain import iso_utc, parse_iso_utc
 from tests.fake_exchange.dumps import add_dump_routes
-from tests.fake_exchange.market import kline_array, partial_row
+from tests.fake_exchange.market import Market, kline_array, partial_row
 from tests.fake_exchange.state import FakeState
-from tests.fake_exchange.ws import announce_shutdown, drop_sockets, kline_socket
+from tests.fake_exchange.ws import announce_shutdown, connection_infos, drop_sockets, kline_socket
 
 STATE: web.AppKey[FakeState] = web.AppKey("state", FakeState)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -102,21 +102,27 @@ def _int_param(request: web.Request, name: str) -> int | None:
         raise _RejectedError(-1100, f"Illegal characters found in parameter '{name}'.") from None
 
 
-def _check_symbol(state: FakeState, symbol: str | None) -> None:
+def _check_symbol(state: FakeState, symbol: str | None) -> str:
     if not symbol:
         raise _RejectedError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null.")
-    if symbol != state.market.symbol:
+    if symbol not in state.symbols():
         raise _RejectedError(-1121, "Invalid symbol.")
+    return symbol
+
+
+def _market(state: FakeState, request: web.Request) -> Market:
+    symbol = _check_symbol(state, request.query.get("symbol"))
+    # Only loaded intervals exist here; any other one is refused like an unknown one.
+    market = state.find(symbol, request.query.get("interval", ""))
+    if market is None:
+        raise _RejectedError(-1120, "Invalid interval.")
+    return market
 
 
 async def _klines(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.stats.klines_calls += 1
-    market = state.market
-    _check_symbol(state, request.query.get("symbol"))
-    # Only the loaded interval exists here; any other one is refused like an unknown one.
-    if request.query.get("interval") != market.interval:
-        raise _RejectedError(-1120, "Invalid interval.")
+    market = _market(state, request)
     limit = _int_param(request, "limit")
     limit = 500 if limit is None else limit
     if not 1 <= limit <= 1000:
@@ -143,16 +149,39 @@ async def _ping(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+def _symbol_info(symbol: str) -> dict[str, Any]:
+    quote = next((q for q in ("USDT", "USDC", "BTC", "ETH") if symbol.endswith(q)), symbol[-4:])
+    return {
+        "symbol": symbol,
+        "status": "TRADING",
+        "baseAsset": symbol[: -len(quote)],
+        "quoteAsset": quote,
+        "isSpotTradingAllowed": True,
+    }
+
+
+def _listed_symbols(request: web.Request, state: FakeState) -> list[str]:
+    """Every served symbol, or those named by ?symbol= or ?symbols=["A","B"] as Binance does."""
+    one, many = request.query.get("symbol"), request.query.get("symbols")
+    if one is not None and many is not None:
+        raise _RejectedError(-1128, "Combination of optional parameters invalid.")
+    if one is not None:
+        return [_check_symbol(state, one)]
+    if many is None:
+        return state.symbols()
+    try:
+        names = json.loads(many)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise _RejectedError(-1100, "Illegal characters found in parameter 'symbols'.")
+    return [_check_symbol(state, name) for name in dict.fromkeys(names)]
+
+
 async def _exchange_info(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    symbol = request.query.get("symbol")
-    if symbol is not None:
-        _check_symbol(state, symbol)
-    sym = state.market.symbol
-    quote = next((q for q in ("USDT", "USDC", "BTC", "ETH") if sym.endswith(q)), sym[-4:])
-    info = {"symbol": sym, "status": "TRADING", "baseAsset": sym[: -len(quote)],
-            "quoteAsset": quote, "isSpotTradingAllowed": True}  # fmt: skip
-    body = {"timezone": "UTC", "serverTime": state.clock.now_ms(), "symbols": [info]}
+    infos = [_symbol_info(symbol) for symbol in _listed_symbols(request, state)]
+    body = {"timezone": "UTC", "serverTime": state.clock.now_ms(), "symbols": infos}
     return web.json_response(body)
 
 
@@ -220,6 +249,7 @@ async def _control_stats(request: web.Request) -> web.Response:
         **asdict(state.stats),
         "faults": state.faults.counters(),
         "open_sockets": len(state.sockets),
+        "connections": [asdict(info) for info in connection_infos(state)],
     }
     return web.json_response(view)
 
@@ -228,6 +258,7 @@ async def _control_reset(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.faults.reset()
     state.weight.reset()
+    state.ws_attempts.reset()
     return web.json_response({"status": "ok"})
 
 
@@ -240,14 +271,16 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 def build_app(state: FakeState) -> web.Application:
-    """Builds the aiohttp application serving one market."""
+    """Builds the aiohttp application serving every market in `state`."""
     app = web.Application(middlewares=[_api_middleware])
     app[STATE] = state
     app.router.add_get("/api/v3/klines", _klines)
     app.router.add_get("/api/v3/time", _time)
     app.router.add_get("/api/v3/ping", _ping)
     app.router.add_get("/api/v3/exchangeInfo", _exchange_info)
-    app.router.add_get("/ws/{stream}", _ws)
+    app.router.add_get("/ws", _ws)
+    app.router.add_get("/ws/{streams:.*}", _ws)
+    app.router.add_get("/stream", _ws)
     app.router.add_route("*", "/_fake/clock", _control_clock)
     app.router.add_route("*", "/_fake/faults", _control_faults)
     app.router.add_post("/_fake/ws/{action}", _control_ws)

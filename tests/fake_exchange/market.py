@@ -11,7 +11,7 @@ import csv
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -42,13 +42,22 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Market:
-    """All candles of one symbol and interval, sorted by open_time."""
+    """All candles of one symbol and interval, sorted by open_time.
+
+    rows and open_times are any sequences, so synthetic markets can compute rows on demand
+    and share the base market's open_times instead of holding copies.
+    """
 
     symbol: str
     interval: str
     step_ms: int
-    rows: tuple[Row, ...]
-    open_times: tuple[int, ...]
+    rows: Sequence[Row]
+    open_times: Sequence[int]
+
+    @property
+    def stream(self) -> str:
+        """Binance's kline stream name, e.g. btcusdt@kline_5m."""
+        return stream_name(self.symbol, self.interval)
 
     def visible_end(self, now_ms: int) -> int:
         """Index one past the last candle whose open_time <= now_ms."""
@@ -57,6 +66,11 @@ class Market:
     def index_at_or_after(self, ts_ms: int) -> int:
         """Index of the first candle with open_time >= ts_ms."""
         return bisect.bisect_left(self.open_times, ts_ms)
+
+
+def stream_name(symbol: str, interval: str) -> str:
+    """Binance's lower-case kline stream name for a symbol and interval."""
+    return f"{symbol.lower()}@kline_{interval}"
 
 
 def _iso_ms(text: str) -> int:
