@@ -11,12 +11,58 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from candlecast.clock import ExchangeClock
-from candlecast.domain import Candle, iso_utc
+from candlecast.domain import Candle, Pair, iso_utc
 
 # live: the stream delivers candles; degraded: REST only (the stream is down or off);
 # offline: the exchange cannot be reached at all; starting: nothing heard yet;
 # passive: this process runs no scheduler or stream (an API-only replica).
 ConnectionState = Literal["live", "degraded", "offline", "starting", "passive"]
+
+
+@dataclass(frozen=True, slots=True)
+class PairHealth:
+    """What this process knows of one pair's work beyond the database."""
+
+    # The last failure of the pair's exchange work or start-up, cleared by the next success.
+    error: str | None = None
+    # Whether the pair's start-up sequence (backfill, first model) is running now.
+    starting: bool = False
+
+
+class PairBoard:
+    """Thread-safe per-pair status: failures and start-ups, for /api/pairs and the markets page."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pairs: dict[Pair, PairHealth] = {}
+
+    def failed(self, pair: Pair, error: str) -> None:
+        """Records the pair's latest failure."""
+        with self._lock:
+            self._pairs[pair] = PairHealth(error, self._get(pair).starting)
+
+    def succeeded(self, pair: Pair) -> None:
+        """Clears the pair's failure."""
+        with self._lock:
+            self._pairs[pair] = PairHealth(None, self._get(pair).starting)
+
+    def starting(self, pair: Pair, running: bool) -> None:
+        """Marks the pair's start-up sequence as running or done."""
+        with self._lock:
+            self._pairs[pair] = PairHealth(self._get(pair).error, running)
+
+    def forget(self, pair: Pair) -> None:
+        """Drops a pair no longer followed."""
+        with self._lock:
+            self._pairs.pop(pair, None)
+
+    def get(self, pair: Pair) -> PairHealth:
+        """The pair's status (a fresh one if nothing was recorded)."""
+        with self._lock:
+            return self._get(pair)
+
+    def _get(self, pair: Pair) -> PairHealth:
+        return self._pairs.get(pair) or PairHealth()
 
 
 @dataclass
@@ -39,10 +85,14 @@ class Runtime:
     exchange_reached: bool = False
     # The exchange's clock (host clock + measured offset); shared with Services.
     clock: ExchangeClock = field(default_factory=ExchangeClock)
-    # The in-progress candle from the stream: for display only, never stored.
-    live_candle: Candle | None = None
+    # Each pair's in-progress candle from the stream: for display only, never stored.
+    live_candles: dict[Pair, Candle] = field(default_factory=dict)
     # Bumped whenever a candle or forecast lands, so pages can poll cheaply (ETag).
     version: int = 0
+    # The pairs subscribed on a connected stream connection now.
+    streamed_pairs: frozenset[Pair] = frozenset()
+    # Per-pair failures and start-ups.
+    pairs: PairBoard = field(default_factory=PairBoard)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, **changes: Any) -> None:
@@ -50,6 +100,19 @@ class Runtime:
         with self._lock:
             for name, value in changes.items():
                 setattr(self, name, value)
+
+    def set_live_candle(self, pair: Pair, candle: Candle | None) -> None:
+        """Records (or clears, with None) the pair's in-progress candle."""
+        with self._lock:
+            if candle is None:
+                self.live_candles.pop(pair, None)
+            else:
+                self.live_candles[pair] = candle
+
+    def live_candle(self, pair: Pair) -> Candle | None:
+        """The pair's in-progress candle from the stream, if any."""
+        with self._lock:
+            return self.live_candles.get(pair)
 
     def bump(self) -> int:
         """Marks that new data landed; returns the new version."""
@@ -100,6 +163,5 @@ class Runtime:
                 "stream_detail": dict(self.stream_detail),
                 "next_runs": list(self.next_runs),
                 "exchange_error": self.exchange_error,
-                "live_candle": self.live_candle,
                 "version": self.version,
             }

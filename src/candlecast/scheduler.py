@@ -1,8 +1,9 @@
 """Wiring of jobs to times (APScheduler), with each tick run exactly once across replicas.
 
-Ticks are aligned to multiples of their period since the epoch, so every replica fires at the
-same instants; the first replica to claim (job, tick) in the database runs it, the rest skip.
-A job lock stops a long run from overlapping the next tick, here or in another replica.
+Ticks are aligned to multiples of their period since the epoch (plus the job's offset), so every
+replica fires at the same instants; the first replica to claim (job, tick) in the database runs
+it, the rest skip. The operation a job runs holds its own lock, so a long run never overlaps the
+next tick, here or in another replica. Jobs come and go while it runs, as pairs do.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import math
 import socket
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,59 +27,97 @@ from candlecast.jobs.common import now_ms
 from candlecast.runtime import Runtime
 from candlecast.store import ticks
 from candlecast.store.db import write_transaction
-from candlecast.store.locks import job_lock
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ScheduledJob:
-    """A job body to run every `every_seconds`, under the lock `lock_name`."""
+    """A job body to run every `every_seconds`, `offset_seconds` after each multiple of it.
+
+    `name` is unique per scheduler (e.g. `train:BTCUSDT:5m`); `kind` and `pair` say what it is
+    for the Jobs page."""
 
     name: str
     every_seconds: int
     body: Callable[[], object]
-    lock_name: str
+    offset_seconds: float = 0.0
+    kind: str = ""
+    pair: str | None = None
 
 
-def tick_of(now_seconds: float, every_seconds: int) -> int:
-    """The scheduled instant (ms) a firing belongs to: the nearest multiple of the period."""
-    return round(now_seconds / every_seconds) * every_seconds * 1000
+def stagger_seconds(key: str, every_seconds: int) -> float:
+    """A stable offset in [0, every) for `key`: every replica computes the same one, and many
+    pairs' jobs of one period spread over it instead of firing at the same instant."""
+    return (zlib.crc32(key.encode()) % 1000) / 1000 * every_seconds
+
+
+def tick_of(now_seconds: float, every_seconds: int, offset_seconds: float = 0.0) -> int:
+    """The scheduled instant (ms) a firing belongs to: the nearest period multiple + offset."""
+    shifted = round((now_seconds - offset_seconds) / every_seconds) * every_seconds
+    return int((shifted + offset_seconds) * 1000)
 
 
 class Scheduler:
     """APScheduler in a background thread, running ScheduledJobs once per tick across replicas."""
 
-    def __init__(self, *, engine: Engine, runtime: Runtime, jobs: list[ScheduledJob]) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        runtime: Runtime,
+        jobs: list[ScheduledJob],
+        max_workers: int = 8,
+    ) -> None:
         self._engine = engine
         self._runtime = runtime
-        self._jobs = jobs
+        self._jobs = list(jobs)
         self._holder = f"{socket.gethostname()}:{id(self)}"
+        # Bounded: with many pairs, the jobs due at once queue here (trainings queue further on
+        # in the training pool); the database and the exchange's budget bound them anyway.
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=max(2, len(jobs)))},
+            executors={"default": ThreadPoolExecutor(max_workers=max(2, max_workers))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
             timezone=UTC,
         )
+        self._meta: dict[str, ScheduledJob] = {}
 
     def start(self) -> None:
         """Schedules every job at aligned instants and starts the background thread."""
-        now = time.time()
         for job in self._jobs:
-            first = math.ceil(now / job.every_seconds) * job.every_seconds
-            self._scheduler.add_job(
-                self._run_tick,
-                IntervalTrigger(
-                    seconds=job.every_seconds,
-                    start_date=datetime.fromtimestamp(first, tz=UTC),
-                    timezone=UTC,
-                ),
-                args=[job],
-                id=job.name,
-                name=job.name,
-            )
+            self.add(job)
         self._scheduler.start()
         self._runtime.update(scheduler_enabled=True, scheduler_running=True)
         self._publish_next_runs()
+
+    def add(self, job: ScheduledJob) -> None:
+        """Schedules a job (replacing one of the same name), also while running."""
+        now = time.time()
+        periods = math.ceil((now - job.offset_seconds) / job.every_seconds)
+        first = periods * job.every_seconds + job.offset_seconds
+        self._meta[job.name] = job
+        self._scheduler.add_job(
+            self._run_tick,
+            IntervalTrigger(
+                seconds=job.every_seconds,
+                start_date=datetime.fromtimestamp(first, tz=UTC),
+                timezone=UTC,
+            ),
+            args=[job],
+            id=job.name,
+            name=job.name,
+            replace_existing=True,
+        )
+        if self._scheduler.running:
+            self._publish_next_runs()
+
+    def remove(self, name: str) -> None:
+        """Unschedules a job; a run in progress finishes."""
+        self._meta.pop(name, None)
+        if self._scheduler.get_job(name) is not None:
+            self._scheduler.remove_job(name)
+        if self._scheduler.running:
+            self._publish_next_runs()
 
     def shutdown(self) -> None:
         """Stops scheduling; running job threads are not waited for (their work is atomic)."""
@@ -89,14 +129,19 @@ class Scheduler:
         upcoming = []
         for job in self._scheduler.get_jobs():
             when = job.next_run_time
-            if when is not None:
+            meta = self._meta.get(job.id)
+            if when is not None and meta is not None:
                 upcoming.append(
-                    {"name": job.name, "next_run": iso_utc(int(when.timestamp() * 1000))}
+                    {
+                        "name": meta.kind or meta.name,
+                        "pair": meta.pair,
+                        "next_run": iso_utc(int(when.timestamp() * 1000)),
+                    }
                 )
         self._runtime.update(next_runs=sorted(upcoming, key=lambda item: item["next_run"]))
 
     def _run_tick(self, job: ScheduledJob) -> None:
-        tick = tick_of(time.time(), job.every_seconds)
+        tick = tick_of(time.time(), job.every_seconds, job.offset_seconds)
         try:
             with write_transaction(self._engine) as connection:
                 claimed = ticks.claim(
@@ -105,8 +150,7 @@ class Scheduler:
             if not claimed:
                 log.debug("%s tick %s already claimed by another replica", job.name, tick)
                 return
-            with job_lock(self._engine, job.lock_name):
-                job.body()
+            job.body()
         except JobAlreadyRunning:
             log.info("%s still running from an earlier tick; skipping %s", job.name, iso_utc(tick))
         except CandlecastError as exc:

@@ -180,16 +180,21 @@ def test_service_stop_ends_its_warm_child_even_when_the_stream_loop_has_closed(
     from candlecast.bootstrap import Services
     from candlecast.runtime import Runtime
     from candlecast.service import Service
+    from candlecast.usecases.build import build_operations
+    from tests.usecase_fakes import no_training
 
     settings, engine = stored
-    service = Service(Services(settings=settings, engine=engine), Runtime(), scheduler=False)
+    services = Services(settings=settings, engine=engine)
+    runtime = Runtime()
+    operations = build_operations(services, runtime, trainer=no_training)
+    service = Service(services, runtime, operations, scheduler=False)
     service.training.start()
     pid = service.training.pid
     assert pid is not None
     loop = asyncio.new_event_loop()
     loop.close()  # the stream thread ended first and closed its loop
     stream = _Stream()
-    service._stream, service._stream_loop = stream, loop  # type: ignore[assignment]
+    service.stream._stream, service.stream._loop = stream, loop  # type: ignore[assignment]
     service.stop()  # raised "Event loop is closed" before the fix
     _wait_dead(pid)
     assert not stream.closed

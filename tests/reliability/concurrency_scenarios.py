@@ -203,7 +203,7 @@ def replicas_on_postgres(
     for index in range(replicas):
         engine = db.create_store_engine(database_url)
         engines.append(engine)
-        job = ScheduledJob("ingest", 1, body_for(engine, f"replica-{index}"), "ingest:reliability")
+        job = ScheduledJob("ingest", 1, body_for(engine, f"replica-{index}"))
         scheduler = Scheduler(engine=engine, runtime=Runtime(), jobs=[job])
         schedulers.append(scheduler)
     for scheduler in schedulers:

@@ -22,6 +22,7 @@ from candlecast.jobs import sync
 from candlecast.runtime import Runtime
 from candlecast.service import Service
 from candlecast.store import candle_reads
+from candlecast.usecases.build import build_operations
 from tests.fake_exchange.server import FakeExchange
 from tests.reliability.support import (
     DAY_MS,
@@ -33,6 +34,7 @@ from tests.reliability.support import (
     cli_log,
     closed_window,
 )
+from tests.usecase_fakes import no_training
 
 SYMBOL, INTERVAL = "BTCUSDT", "5m"
 IN_FLIGHT_GRACE_S = 0.5
@@ -193,7 +195,10 @@ def stream_fault_run(
     # Candles that close before the stream connects are never sent on it.
     fake.clock.advance(lag_candles * STEP)
     fake.set_faults(**faults)
-    service = Service(services, Runtime(stream_enabled=True), scheduler=False)
+    runtime = Runtime(stream_enabled=True)
+    operations = build_operations(services, runtime, trainer=no_training)
+    operations.seed_pairs()
+    service = Service(services, runtime, operations, scheduler=False)
     # Seconds instead of the production 20-60 s, so a stall is noticed within the test.
     service.stream_options = {
         "idle_timeout_seconds": 1.5,
@@ -204,7 +209,7 @@ def stream_fault_run(
         "backoff_max": 0.2,
     }
     target = start + closes * STEP
-    thread = threading.Thread(target=service._run_stream, name="reliability-stream", daemon=True)
+    thread = threading.Thread(target=service.run_stream, name="reliability-stream", daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 30 + closes

@@ -64,7 +64,9 @@ class BackgroundJobs:
 async def wait_for(future: Future[BaseModel], seconds: float) -> BaseModel | None:
     """The job's result if it ends within `seconds` (its error is raised), else None; the job
     goes on either way."""
-    if seconds <= 0 and not future.done():
+    if seconds <= 0:
+        # No wait means 202 every time, even for a job that already ended: callers then
+        # always follow the job, whatever the race between it and this answer.
         return None
     wrapped = asyncio.wrap_future(future)
     # The job's error is recorded in its run; retrieving it here keeps asyncio from warning

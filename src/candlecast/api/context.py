@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -12,19 +13,25 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, Query, Request
 
 from candlecast.api.background import BackgroundJobs
-from candlecast.api.series_cache import TrailingColumns
+from candlecast.api.pairs_view import PairSummaries
+from candlecast.api.series_cache import TrailingColumns, warm
 from candlecast.api.shaping import MAX_WINDOW_DAYS
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
 from candlecast.domain import (
     InvalidInterval,
     InvalidSymbol,
+    Pair,
+    PairNotTracked,
     parse_iso_utc,
     validate_interval,
     validate_symbol,
 )
 from candlecast.jobs.common import DAY_MS
 from candlecast.runtime import Runtime
+from candlecast.usecases import PairOperations
+
+log = logging.getLogger(__name__)
 
 
 class BadParameter(Exception):
@@ -80,6 +87,40 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class FollowedPairs:
+    """The followed pairs as the routes see them: re-read at most once a second, and at once
+    after this process changed them."""
+
+    def __init__(self, operations: PairOperations, *, ttl: float = 1.0) -> None:
+        self._operations = operations
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._read_at = -1e9
+        self._pairs: tuple[Pair, ...] = ()
+        operations.after_pairs_change.append(self.invalidate)
+
+    def invalidate(self) -> None:
+        """Forgets the held list: the next request reads the table."""
+        with self._lock:
+            self._read_at = -1e9
+
+    def current(self) -> tuple[Pair, ...]:
+        """The followed pairs in order."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._read_at < self._ttl:
+                return self._pairs
+        pairs = tuple(self._operations.followed())
+        with self._lock:
+            self._pairs, self._read_at = pairs, now
+        return pairs
+
+    def default(self) -> Pair:
+        """The first followed pair (else the first configured one)."""
+        pairs = self.current()
+        return pairs[0] if pairs else self._operations.settings.configured_pairs()[0]
+
+
 @dataclass
 class ApiContext:
     """The app's long-lived state; one per create_app."""
@@ -87,24 +128,57 @@ class ApiContext:
     services: Services
     runtime: Runtime
     trainer: Trainer
+    # The use-case layer: every route that changes something calls it, and nothing else.
+    operations: PairOperations
     # The exchange's clock by default (see create_app): ages never depend on the host's clock.
     clock: Callable[[], int] = wall_clock_ms
     background: BackgroundJobs = field(init=False)
     series_cache: ResponseCache = field(default_factory=lambda: ResponseCache(size=16))
-    # The trailing window of columns behind /api/series, updated incrementally.
-    columns: TrailingColumns = field(
-        default_factory=lambda: TrailingColumns(span_ms=(MAX_WINDOW_DAYS + 1) * DAY_MS)
-    )
+    # The trailing window of columns behind /api/series, updated incrementally, within
+    # CANDLECAST_SERIES_CACHE_MB across pairs.
+    columns: TrailingColumns = field(init=False)
     # Live-ish answers (forecast, health) are re-read at most once a second per key.
     fast_cache: ResponseCache = field(default_factory=lambda: ResponseCache(size=64, ttl=1.0))
 
+    pairs: FollowedPairs = field(init=False)
+    # Each pair's stored summary for /api/pairs, re-read after the pair's refresh.
+    pair_summaries: PairSummaries = field(init=False)
+
     def __post_init__(self) -> None:
         self.background = BackgroundJobs(self.services.engine)
+        self.pairs = FollowedPairs(self.operations)
+        self.pair_summaries = PairSummaries(self.services.engine)
+        self.columns = TrailingColumns(
+            span_ms=(MAX_WINDOW_DAYS + 1) * DAY_MS,
+            max_bytes=self.services.settings.series_cache_mb * 2**20,
+        )
+        self.operations.after_refresh.append(self.pair_summaries.refreshed)
+        self.operations.after_refresh.append(self._columns_after_refresh)
+
+    def warm_columns(self, pair: Pair) -> None:
+        """Brings the pair's held chart columns up to date (reading them if not held), so
+        that the next chart request only slices and encodes."""
+        try:
+            with self.services.engine.connect() as connection:
+                warm(
+                    self.columns,
+                    connection,
+                    symbol=pair.symbol,
+                    interval=pair.interval,
+                    days=MAX_WINDOW_DAYS,
+                )
+        except Exception:
+            # Only a cache: the next chart request reads what it needs itself.
+            log.exception("could not warm the chart columns of %s", pair)
+
+    def _columns_after_refresh(self, pair: Pair) -> None:
+        # Only pairs someone looked at are kept current; the others load on their first view.
+        if self.columns.holds(pair.symbol, pair.interval):
+            self.warm_columns(pair)
 
     def is_tracked(self, pair: Pair) -> bool:
-        """Whether this service follows the pair (today: the configured one)."""
-        settings = self.services.settings
-        return (pair.symbol, pair.interval) == (settings.symbol, settings.interval)
+        """Whether this installation follows the pair."""
+        return pair in self.pairs.current()
 
 
 async def get_context(request: Request) -> ApiContext:
@@ -116,39 +190,48 @@ async def get_context(request: Request) -> ApiContext:
 Context = Annotated[ApiContext, Depends(get_context)]
 
 
-@dataclass(frozen=True)
-class Pair:
-    """A validated symbol and interval."""
-
-    symbol: str
-    interval: str
-
-
 async def get_pair(
     context: Context,
     symbol: Annotated[
-        str | None, Query(description="Symbol, e.g. BTCUSDT (default: the configured one)")
+        str | None, Query(description="Symbol, e.g. BTCUSDT (default: the first followed pair's)")
     ] = None,
     interval: Annotated[
-        str | None, Query(description="Kline interval, e.g. 5m (default: the configured one)")
+        str | None,
+        Query(description="Interval, e.g. 5m (default: the first followed pair's)"),
     ] = None,
 ) -> Pair:
-    """The request's pair, defaulting to the configured one."""
+    """The request's pair, defaulting to the first followed one; 404 if it is not followed."""
     return resolve_pair(context, symbol, interval)
 
 
-def resolve_pair(context: ApiContext, symbol: str | None, interval: str | None) -> Pair:
-    """Validates a symbol and interval, naming the bad one; None means the configured one."""
-    settings = context.services.settings
+def parse_pair(context: ApiContext, symbol: str | None, interval: str | None) -> Pair:
+    """Validates a symbol and interval, naming the bad one; a missing part is the default
+    pair's."""
+    default = context.pairs.default() if symbol is None or interval is None else None
     try:
-        chosen_symbol = settings.symbol if symbol is None else validate_symbol(symbol)
+        chosen_symbol = (
+            default.symbol if default and symbol is None else validate_symbol(symbol or "")
+        )
     except InvalidSymbol as exc:
         raise BadParameter("symbol", str(exc)) from None
     try:
-        chosen_interval = settings.interval if interval is None else validate_interval(interval)
+        chosen_interval = (
+            default.interval if default and interval is None else validate_interval(interval or "")
+        )
     except InvalidInterval as exc:
         raise BadParameter("interval", str(exc)) from None
     return Pair(chosen_symbol, chosen_interval)
+
+
+def resolve_pair(context: ApiContext, symbol: str | None, interval: str | None) -> Pair:
+    """parse_pair, then PairNotTracked (404) unless the pair is followed."""
+    pair = parse_pair(context, symbol, interval)
+    if not context.is_tracked(pair):
+        raise PairNotTracked(
+            f"{pair} is not followed by this service; add it with "
+            f"`candlecast pairs add {pair}` or POST /api/pairs"
+        )
+    return pair
 
 
 PairDep = Annotated[Pair, Depends(get_pair)]

@@ -22,8 +22,10 @@ from candlecast.domain import (
     IPBanned,
     JobAlreadyRunning,
     NotFound,
+    PairAlreadyFollowed,
     RateLimited,
     StoreError,
+    UnknownPair,
 )
 from candlecast.jobs.modeling import NoData, NoModel
 
@@ -115,6 +117,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(BadParameter, _bad_parameter)
     app.add_exception_handler(ConfigError, _config)
     app.add_exception_handler(JobAlreadyRunning, _conflict)
+    app.add_exception_handler(PairAlreadyFollowed, _conflict)
+    app.add_exception_handler(UnknownPair, _config)
     app.add_exception_handler(NoModel, _not_found)
     app.add_exception_handler(NoData, _not_found)
     app.add_exception_handler(NotFound, _not_found)

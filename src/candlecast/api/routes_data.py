@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from candlecast.api.context import ApiContext, BadParameter, Context, Pair, PairDep, parse_time
+from candlecast.api.context import ApiContext, BadParameter, Context, PairDep, parse_time
 from candlecast.api.schemas import CandleOut, CandlesResponse, ForecastResponse, ModelsResponse
 from candlecast.api.shaping import baselines_of, clean, iso
-from candlecast.domain import interval_ms
+from candlecast.domain import Pair, interval_ms
 from candlecast.files import write_csv
 from candlecast.store import candle_reads, ledger, registry
 

@@ -12,14 +12,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from candlecast import jobs
 from candlecast.api.auth import Authorized
 from candlecast.api.background import wait_for
 from candlecast.api.context import (
     ApiContext,
     BadParameter,
     Context,
-    Pair,
     PairDep,
     parse_time,
     resolve_pair,
@@ -37,13 +35,11 @@ from candlecast.api.schemas import (
     TrainResponse,
 )
 from candlecast.api.shaping import MAX_WINDOW_DAYS, baselines_of, clean, iso, skill_of
-from candlecast.domain import interval_ms
-from candlecast.jobs import pipeline
+from candlecast.domain import Pair, interval_ms
 from candlecast.jobs.common import DAY_MS
 from candlecast.jobs.modeling import NoData, NoModel
 from candlecast.ml.quantiles import QUANTILE_COLUMNS
 from candlecast.store import candle_reads, ledger, registry, runs
-from candlecast.store.locks import job_lock
 
 router = APIRouter(prefix="/api", tags=["legacy"])
 DaysQuery = Annotated[int | None, Query(ge=1, le=MAX_WINDOW_DAYS, description="1-90 days")]
@@ -52,31 +48,17 @@ DaysQuery = Annotated[int | None, Query(ge=1, le=MAX_WINDOW_DAYS, description="1
 @router.post("/ingest", response_model=IngestResponse, dependencies=Authorized)
 def ingest(context: Context, pair: PairDep) -> IngestResponse:
     """Fetches every closed candle since the last stored one, then refreshes forecasts."""
-    services = context.services
-    with services.exchange() as client:
-        report = jobs.ingest(
-            services.engine,
-            client,
-            symbol=pair.symbol,
-            interval=pair.interval,
-            days=services.settings.backfill_days,
-        )
-    refreshed = pipeline.refresh_after_candles(
-        services.engine,
-        symbol=pair.symbol,
-        interval=pair.interval,
-        exchange_clock=services.exchange_time,
-    )
-    scored = report.forecasts_scored + int(refreshed["scored"])
+    result = context.operations.ingest(pair)
+    report, refreshed = result.report, result.refresh
     return IngestResponse(
         inserted=report.written.inserted,
-        futures_updated=scored + int(refreshed["recorded"]),
+        futures_updated=refreshed.scored + refreshed.recorded,
         fetched=report.fetched,
         repaired=report.written.repaired,
         calls=report.calls,
-        scored=scored,
-        recorded=int(refreshed["recorded"]),
-        materialized=int(refreshed["materialized"]),
+        scored=refreshed.scored,
+        recorded=refreshed.recorded,
+        materialized=refreshed.materialized,
     )
 
 
@@ -127,45 +109,28 @@ async def train(
     services = context.services
     chosen = days or (body.days if body else None) or min(services.settings.train_days, 90)
     # Fail fast with 409 instead of paying for a child process that would only find the lock.
-    await run_in_threadpool(_check_unlocked, context, f"train:{pair.symbol}:{pair.interval}")
+    await run_in_threadpool(context.operations.check_train_unlocked, pair)
     return await _answer_or_accept(
         context, name="api-train", pair=pair, wait=wait, work=lambda: _train(context, pair, chosen)
     )
 
 
-def _check_unlocked(context: ApiContext, name: str) -> None:
-    with job_lock(context.services.engine, name):
-        pass
-
-
 def _train(context: ApiContext, pair: Pair, days: int) -> TrainResponse:
-    services = context.services
-    details = context.trainer(
-        services.settings, symbol=pair.symbol, interval=pair.interval, days=days
-    )
-    model_id = details.get("model_id")
+    result = context.operations.train(pair, days=days)
     metrics: dict[str, Any] = {}
-    if model_id is not None:
-        with services.engine.connect() as connection:
-            record = registry.get_model(connection, model_id=int(model_id))
+    if result.model_id is not None:
+        with context.services.engine.connect() as connection:
+            record = registry.get_model(connection, model_id=result.model_id)
         metrics = record.metrics if record is not None else {}
-    if details.get("promoted"):
-        pipeline.refresh_after_candles(
-            services.engine,
-            symbol=pair.symbol,
-            interval=pair.interval,
-            exchange_clock=services.exchange_time,
-        )
-        context.runtime.bump()
     return TrainResponse(
         samples=int(metrics.get("samples") or 0),
         mae=metrics.get("mae"),
         mape=metrics.get("mape"),
         smape=metrics.get("smape"),
-        model_id=None if model_id is None else int(model_id),
-        promoted=bool(details.get("promoted")),
-        skipped=bool(details.get("skipped")),
-        reason=details.get("reason") or details.get("decision"),
+        model_id=result.model_id,
+        promoted=result.promoted,
+        skipped=result.skipped,
+        reason=result.reason,
         days=days,
         baselines=baselines_of(metrics),
     )
@@ -204,18 +169,7 @@ async def init_backfill(
 
 
 def _backfill(context: ApiContext, pair: Pair, days: int) -> BackfillResponse:
-    services = context.services
-    with services.exchange() as client:
-        report = jobs.backfill(
-            services.engine, client, symbol=pair.symbol, interval=pair.interval, days=days
-        )
-    pipeline.refresh_after_candles(
-        services.engine,
-        symbol=pair.symbol,
-        interval=pair.interval,
-        exchange_clock=services.exchange_time,
-    )
-    context.runtime.bump()
+    report = context.operations.backfill(pair, days=days).report
     return BackfillResponse(
         fetched=report.fetched,
         inserted=report.written.inserted,
@@ -329,16 +283,10 @@ def futures_update(context: Context, pair: PairDep) -> FuturesUpdateResponse:
             raise NoData(f"no {pair.symbol} {pair.interval} candles stored; backfill first")
         if registry.champion_id(connection, symbol=pair.symbol, interval=pair.interval) is None:
             raise NoModel(f"no {pair.symbol} {pair.interval} model yet; POST /api/train first")
-    refreshed = pipeline.refresh_after_candles(
-        engine,
-        symbol=pair.symbol,
-        interval=pair.interval,
-        exchange_clock=context.services.exchange_time,
-    )
-    scored, recorded = int(refreshed["scored"]), int(refreshed["recorded"])
+    refreshed = context.operations.forecast(pair)
     return FuturesUpdateResponse(
-        updated=scored + recorded,
-        scored=scored,
-        recorded=recorded,
-        materialized=int(refreshed["materialized"]),
+        updated=refreshed.scored + refreshed.recorded,
+        scored=refreshed.scored,
+        recorded=refreshed.recorded,
+        materialized=refreshed.materialized,
     )

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from candlecast.api.context import ApiContext, Context, Pair, PairDep
+from candlecast.api.context import ApiContext, Context, PairDep
 from candlecast.api.errors import ErrorResponse
 from candlecast.api.schemas import HealthResponse, JobOut, JobsResponse
 from candlecast.api.shaping import clean, iso
-from candlecast.domain import NotFound, PairNotTracked, interval_ms
+from candlecast.domain import NotFound, Pair, PairNotTracked, interval_ms
 from candlecast.store import candle_reads, registry, runs
 
 router = APIRouter(prefix="/api", tags=["ops"])

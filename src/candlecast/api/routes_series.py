@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import Connection
 
 from candlecast.api import series as series_data
-from candlecast.api.context import ApiContext, BadParameter, Context, Pair, PairDep, parse_time
+from candlecast.api.context import ApiContext, BadParameter, Context, PairDep, parse_time
 from candlecast.api.schemas import SeriesColumnsResponse, SeriesResponse
 from candlecast.api.shaping import MAX_WINDOW_DAYS, iso
-from candlecast.domain import interval_ms
+from candlecast.domain import Pair, interval_ms
 from candlecast.jobs.common import DAY_MS
 from candlecast.jobs.modeling import NoData
 from candlecast.store import candle_reads, predictions, registry
@@ -110,32 +110,31 @@ def _build(
 ) -> bytes:
     """Loads, optionally downsamples and encodes one series answer."""
     first, last = window
-    with series_data.gc_paused():
-        # The candle after `last` too: the last row's error needs it. Short windows are cheaper
-        # to read directly than to bring the held 90 days up to date.
-        through = last + interval_ms(pair.interval)
-        if last - first < HELD_FROM_DAYS * DAY_MS:
-            raw = series_data.read_raw(
-                connection, symbol=pair.symbol, interval=pair.interval, start=first,
-                end=through, model_id=model_id,
-            )  # fmt: skip
-        else:
-            raw = context.columns.window(
-                connection, symbol=pair.symbol, interval=pair.interval, model_id=model_id,
-                newest=newest, start=first, end=through,
-            )  # fmt: skip
-        data = series_data.assemble(raw, interval=pair.interval, end=last)
-        if max_points is not None:
-            data = series_data.downsample(data, interval=pair.interval, max_points=max_points)
-        meta = {
-            "symbol": pair.symbol,
-            "interval": pair.interval,
-            "model_id": model_id,
-            "start": iso(first),
-            "end": iso(last),
-            "count": len(data.times),
-            "bucket_ms": data.bucket_ms,
-        }
-        if output == "columns":
-            return series_data.encode_columns(data, meta)
-        return series_data.encode_points(data, meta)
+    # The candle after `last` too: the last row's error needs it. Short windows are cheaper
+    # to read directly than to bring the held 90 days up to date.
+    through = last + interval_ms(pair.interval)
+    if last - first < HELD_FROM_DAYS * DAY_MS:
+        raw = series_data.read_raw(
+            connection, symbol=pair.symbol, interval=pair.interval, start=first,
+            end=through, model_id=model_id,
+        )  # fmt: skip
+    else:
+        raw = context.columns.window(
+            connection, symbol=pair.symbol, interval=pair.interval, model_id=model_id,
+            newest=newest, start=first, end=through,
+        )  # fmt: skip
+    data = series_data.assemble(raw, interval=pair.interval, end=last)
+    if max_points is not None:
+        data = series_data.downsample(data, interval=pair.interval, max_points=max_points)
+    meta = {
+        "symbol": pair.symbol,
+        "interval": pair.interval,
+        "model_id": model_id,
+        "start": iso(first),
+        "end": iso(last),
+        "count": len(data.times),
+        "bucket_ms": data.bucket_ms,
+    }
+    if output == "columns":
+        return series_data.encode_columns(data, meta)
+    return series_data.encode_points(data, meta)

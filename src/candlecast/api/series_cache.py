@@ -48,14 +48,40 @@ def _merge(old: RawColumns, new: RawColumns) -> RawColumns:
     return RawColumns(times=merged_times, real=real, pred=pred)
 
 
-class TrailingColumns:
-    """Holds the trailing `span_ms` of columns per (symbol, interval, model); thread-safe."""
+def _size(raw: RawColumns) -> int:
+    return int(
+        raw.times.nbytes
+        + sum(column.nbytes for column in raw.real.values())
+        + sum(column.nbytes for column in raw.pred.values())
+    )
 
-    def __init__(self, *, span_ms: int, models: int = 4) -> None:
+
+class TrailingColumns:
+    """Holds the trailing `span_ms` of columns per (symbol, interval, model), within
+    `max_bytes` in all, dropping the least recently used pair first; thread-safe."""
+
+    def __init__(self, *, span_ms: int, max_bytes: int = 256 * 2**20) -> None:
         self._span = span_ms
-        self._models = models
+        self._max_bytes = max_bytes
         self._held: OrderedDict[tuple[str, str, int | None], _Held] = OrderedDict()
         self._lock = threading.Lock()
+
+    def held_bytes(self) -> int:
+        """Memory the held columns take now."""
+        with self._lock:
+            return sum(_size(held.raw) for held in self._held.values())
+
+    def holds(self, symbol: str, interval: str) -> bool:
+        """Whether any columns of the pair are held (worth bringing up to date)."""
+        with self._lock:
+            return any(key[:2] == (symbol, interval) for key in self._held)
+
+    def _evict(self) -> None:
+        # Called with self._lock held; the most recently used entry always stays.
+        total = sum(_size(held.raw) for held in self._held.values())
+        while total > self._max_bytes and len(self._held) > 1:
+            _, dropped = self._held.popitem(last=False)
+            total -= _size(dropped.raw)
 
     def window(
         self,
@@ -77,12 +103,21 @@ class TrailingColumns:
         if held is None or start < held.start or newest - held.start > 2 * self._span:
             if start < newest - self._span:
                 # Older than what is worth holding: read this window directly.
-                return read_raw(connection, symbol=symbol, interval=interval, start=start,
-                                end=end, model_id=model_id)  # fmt: skip
+                return read_raw(
+                    connection,
+                    symbol=symbol,
+                    interval=interval,
+                    start=start,
+                    end=end,
+                    model_id=model_id,
+                )
             held = self._load(connection, key, newest=newest)
         with held.lock:
             self._sync(connection, key, held, newest=newest)
-            return held.raw.between(start, end)
+            window = held.raw.between(start, end)
+        with self._lock:
+            self._evict()
+        return window
 
     def _load(
         self, connection: Connection, key: tuple[str, str, int | None], *, newest: int
@@ -93,13 +128,13 @@ class TrailingColumns:
         predicted = (
             None if model_id is None else predictions.last_open_time(connection, model_id=model_id)
         )
-        raw = read_raw(connection, symbol=symbol, interval=interval, start=start, end=newest,
-                       model_id=model_id)  # fmt: skip
+        raw = read_raw(
+            connection, symbol=symbol, interval=interval, start=start, end=newest, model_id=model_id
+        )
         held = _Held(start=start, raw=raw, written=written, predicted=predicted)
         with self._lock:
             self._held[key] = held
-            while len(self._held) > self._models:
-                self._held.popitem(last=False)
+            self._evict()
         return held
 
     def _sync(
@@ -111,9 +146,13 @@ class TrailingColumns:
         )
         if written is not None and (held.written is None or written > held.written):
             changed = candle_reads.read_columns(
-                connection, symbol=symbol, interval=interval, start=held.start, end=newest,
+                connection,
+                symbol=symbol,
+                interval=interval,
+                start=held.start,
+                end=newest,
                 written_since=held.written if held.written is not None else 0,
-            )  # fmt: skip
+            )
             fresh = RawColumns(
                 times=changed["open_time"],
                 real={k: changed[k] for k in REAL_COLUMNS},
@@ -124,9 +163,12 @@ class TrailingColumns:
             if model_id is not None and len(fresh.times):
                 # Predictions for rows that were (re)written: read them back for those times.
                 stored = predictions.read_columns(
-                    connection, model_id=model_id, start=int(fresh.times[0]),
-                    end=int(fresh.times[-1]), columns=PRED_COLUMNS,
-                )  # fmt: skip
+                    connection,
+                    model_id=model_id,
+                    start=int(fresh.times[0]),
+                    end=int(fresh.times[-1]),
+                    columns=PRED_COLUMNS,
+                )
                 align(held.raw.times, held.raw.pred, stored)
         if model_id is None:
             return
@@ -151,6 +193,11 @@ def warm(
     model_id = registry.champion_id(connection, symbol=symbol, interval=interval)
     step = interval_ms(interval)
     columns.window(
-        connection, symbol=symbol, interval=interval, model_id=model_id, newest=newest,
-        start=newest - days * DAY_MS + step, end=newest + step,
-    )  # fmt: skip
+        connection,
+        symbol=symbol,
+        interval=interval,
+        model_id=model_id,
+        newest=newest,
+        start=newest - days * DAY_MS + step,
+        end=newest + step,
+    )

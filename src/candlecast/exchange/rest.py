@@ -140,6 +140,7 @@ class BinanceRest:
         banned_until_ms: int | None = None,
         on_ban: Callable[[int], None] | None = None,
         observer: RequestObserver | None = None,
+        governor: WeightGovernor | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._max_retries = max_retries
@@ -153,7 +154,8 @@ class BinanceRest:
         self._on_server_time = on_server_time
         self._lock = threading.Lock()
         self._stats = RestStats()
-        self.governor = WeightGovernor(
+        # A shared governor keeps every client of one process (one IP) within one budget.
+        self.governor = governor or WeightGovernor(
             budget_per_minute=weight_budget_per_minute, sleep=sleep, wall_clock=wall_clock
         )
         # A 418 ban outlives this client: on_ban persists it, banned_until_ms restores it.
