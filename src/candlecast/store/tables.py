@@ -217,3 +217,18 @@ exchange_bans = Table(
     Column("banned_until", BigInteger, nullable=False),
     Column("recorded_at", BigInteger, nullable=False),
 )
+
+# The pairs this installation follows. A removed pair keeps its row (removed_at set), so that
+# a pair named in CANDLECAST_PAIRS stays removed across restarts until `pairs add` revives it.
+pairs = Table(
+    "pairs",
+    metadata,
+    Column("symbol", String(20), primary_key=True),
+    Column("interval", String(4), primary_key=True),
+    # The order pairs are listed in; the first followed pair is every route's default.
+    Column("position", Integer, nullable=False),
+    Column("added_at", BigInteger, nullable=False),
+    Column("removed_at", BigInteger, nullable=True),
+    # The end of the pair's first complete backfill; null while it is still backfilling.
+    Column("backfilled_at", BigInteger, nullable=True),
+)
