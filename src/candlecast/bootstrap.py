@@ -15,6 +15,8 @@ from candlecast.store import bans, db, locks
 
 if TYPE_CHECKING:
     from candlecast.exchange.rest import BinanceRest
+    from candlecast.jobs.isolated import TrainingPool
+    from candlecast.jobs.model_cache import ModelCache
     from candlecast.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,21 @@ class Services:
     clock: ExchangeClock = field(default_factory=ExchangeClock)
     # This process's Prometheus registry (built by create_app); exchange clients report to it.
     metrics: Metrics | None = None
+    # Decoded model bundles, for every job and route of this process that loads one.
+    models: ModelCache = field(init=False)
+    # The warm training children (settings.train_workers at most), started as trainings need
+    # them; stopped by close().
+    training: TrainingPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Imported when Services are built, not with this module, which stays light to import.
+        from candlecast.jobs.isolated import TrainingPool
+        from candlecast.jobs.model_cache import ModelCache
+
+        self.models = ModelCache()
+        self.training = TrainingPool(workers=self.settings.train_workers)
+        # The engine carries its job-lock configuration: state folder, in-memory lock table.
+        locks.configure(self.engine, self.settings.state_dir)
 
     def exchange(self) -> BinanceRest:
         """A new REST client for the configured exchange; close it when done."""
@@ -70,14 +87,14 @@ class Services:
             return client.server_time()
 
     def close(self) -> None:
-        """Releases pooled database connections."""
+        """Ends the training children and releases pooled database connections."""
+        self.training.stop()
         self.engine.dispose()
 
 
 def bootstrap(settings: Settings, *, migrate: bool = True) -> Services:
     """Builds the services for these settings and, by default, migrates the database."""
     engine = db.create_store_engine(settings.database_url)
-    locks.remember_state_dir(engine, settings.state_dir)
     if migrate:
         db.upgrade(engine)
     return Services(settings=settings, engine=engine)

@@ -135,7 +135,6 @@ def test_ledger_refuses_a_second_forecast_for_the_same_model_and_candle(engine: 
 def test_a_corrupt_artifact_is_never_served(engine: Engine) -> None:
     load(engine, days=6)
     outcome = modeling.train_model(engine, symbol="BTCUSDT", interval="5m", days=6)
-    modeling._bundles.clear()
     from candlecast.store.tables import model_artifacts
 
     with write_transaction(engine) as connection:

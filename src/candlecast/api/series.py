@@ -8,9 +8,6 @@ made at t for t+1 and its error against the realized t+1 candle (null until it e
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,19 +21,6 @@ from candlecast.store import candle_reads, predictions
 PRED_COLUMNS = ("open_next", "high_next", "low_next", "close_next", "range_next", "prob_up")
 REAL_COLUMNS = ("open", "high", "low", "close", "volume")
 _NAN = float("nan")
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pauses the cyclic GC: building ~10^5 short-lived tuples and floats otherwise triggers
-    several full collections that cost more than the build. Nothing built here has cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
-"""Training in a child process, so the API and the stream keep their latency while trees grow.
+"""Training in child processes, so the API and the stream keep their latency while trees grow.
 
-The service keeps one warm child (TrainingPool): spawned once, with pandas, LightGBM and the
-jobs already imported, and reused for every training. The child takes the train lock itself;
-if it is killed (SIGTERM, crash) its transaction never commits, so the previous champion keeps
-serving, and the pool spawns a new child. PR_SET_PDEATHSIG ends the child if its parent dies,
-so no training process is ever orphaned.
+The service keeps a pool of warm children (TrainingPool, owned by Services as
+services.training): each is spawned once, with pandas, LightGBM and the jobs already imported,
+and reused for every training. There are at most CANDLECAST_TRAIN_WORKERS of them, started as
+trainings need them, so that many pairs never train at the same instant: a training beyond that
+waits for a child to come free. A child takes the train lock itself; if it is killed (SIGTERM,
+crash) its transaction never commits, so the previous champion keeps serving, and the pool
+spawns a new child in its place. PR_SET_PDEATHSIG ends a child if its parent dies, so no
+training process is ever orphaned.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import queue
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from candlecast.domain import CandlecastError, JobAlreadyRunning
@@ -29,8 +34,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
-# A child's executor and the future of its warm-up, which yields the child's process id.
-_Child = tuple[ProcessPoolExecutor, "Future[int]"]
+# A new child's executor and the future of its warm-up, which yields the child's process id.
+_Spawned = tuple[ProcessPoolExecutor, "Future[int]"]
+# What a child runs for a training: (settings JSON, symbol, interval, days, force) -> details.
+TrainEntry = Callable[[str, str, str, float, bool], dict[str, Any]]
 
 
 class TrainingStopped(CandlecastError):
@@ -95,117 +102,218 @@ def _train_in_child(
     }
 
 
-class TrainingPool:
-    """One warm training child, reused across trainings, replaced after a crash, ended on stop.
+@dataclass
+class _Child:
+    """One warm child: its executor (one worker), the future of its warm-up, which yields the
+    child's process id, and whether a training holds it."""
 
-    Owned by the service (built in its wiring); one training at a time per pool.
+    executor: ProcessPoolExecutor
+    warm: Future[int]
+    busy: bool = False
+
+
+class TrainingPool:
+    """Up to `workers` warm training children, reused across trainings, replaced after a crash,
+    ended on stop.
+
+    Owned by Services. A training waits for a free child; two trainings of one pair at once are
+    refused (JobAlreadyRunning). `entry` is what a child runs, with (settings JSON, symbol,
+    interval, days, force); it must be importable by name in the child.
     """
 
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._busy = threading.Lock()
-        self._executor: ProcessPoolExecutor | None = None
-        self._warm: Future[int] | None = None
+    def __init__(self, workers: int = 1, *, entry: TrainEntry = _train_in_child) -> None:
+        if workers < 1:
+            raise ValueError("a training pool needs at least one worker")
+        self.workers = workers
+        self._entry = entry
+        # Guards everything below; notified when a child comes free, is added, or on stop.
+        self._cond = threading.Condition()
+        self._children: list[_Child] = []
+        self._starting = 0  # children being spawned, counted against `workers`
+        self._waiting = 0
+        self._pairs: set[tuple[str, str]] = set()
         self._stopped = False
-        self._requests: queue.SimpleQueue[Future[_Child] | None] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[Future[_Spawned] | None] = queue.SimpleQueue()
         self._keeper: threading.Thread | None = None
 
     def start(self) -> None:
-        """Spawns the child and warms it in the background; training would do so on demand."""
-        self._current()
+        """Spawns one child and warms it in the background; more start as trainings need them."""
+        with self._cond:
+            self._check_running()
+            if self._children or self._starting:
+                return
+            self._starting += 1
+        self._spawn(None, busy=False)
+
+    @property
+    def pids(self) -> list[int]:
+        """The children's process ids, once warm (this waits for a warming child); empty before
+        start or after stop."""
+        with self._cond:
+            if self._stopped:
+                return []
+            warms = [child.warm for child in self._children]
+        pids = []
+        for warm in warms:
+            try:
+                pids.append(warm.result())
+            except Exception:
+                # The child died before it was warm (or could not import): it has no pid to give.
+                continue
+        return pids
 
     @property
     def pid(self) -> int | None:
-        """The current child's process id, once it is warm; None before start or after stop."""
-        with self._guard:
-            warm = self._warm
-        if warm is None or self._stopped:
-            return None
-        try:
-            return warm.result()
-        except Exception:
-            # The child died before it was warm (or could not import): there is no pid to give.
-            return None
+        """The first child's process id (see pids), or None."""
+        pids = self.pids
+        return pids[0] if pids else None
+
+    @property
+    def waiting(self) -> int:
+        """How many trainings are waiting for a free child."""
+        with self._cond:
+            return self._waiting
 
     def train(
         self, settings: Settings, *, symbol: str, interval: str, days: float, force: bool = False
     ) -> dict[str, Any]:
-        """Runs modeling.train_model in the warm child and returns its details.
+        """Runs modeling.train_model in a warm child and returns its details; waits for a free
+        child when all `workers` are training.
 
-        Raises what the child raised (JobAlreadyRunning, NoData, ...), TrainingStopped when
-        stopped meanwhile, TrainingCrashed when the child died (a new one is then ready).
+        Raises what the child raised (JobAlreadyRunning, NoData, ...), JobAlreadyRunning at once
+        when this pool is already training the pair, TrainingStopped when stopped meanwhile
+        (waiting or training), TrainingCrashed when the child died (a new one is then ready).
         """
-        if not self._busy.acquire(blocking=False):
-            raise JobAlreadyRunning(f"train:{symbol}:{interval} is already running")
+        pair = (symbol, interval)
+        with self._cond:
+            self._check_running()
+            if pair in self._pairs:
+                raise JobAlreadyRunning(f"train:{symbol}:{interval} is already running")
+            self._pairs.add(pair)
         try:
-            arguments = (settings.model_dump_json(), symbol, interval, days, force)
-            executor = self._current()
+            child = self._acquire()
             try:
-                future = executor.submit(_train_in_child, *arguments)
-            except BrokenProcessPool:
-                # The idle child had died (killed, out of memory): nothing ran, so start afresh.
-                self._replace(executor)
-                future = self._current().submit(_train_in_child, *arguments)
-            except RuntimeError:
-                # "cannot schedule new futures after shutdown": stop() came in between.
-                raise TrainingStopped("the service is stopping; no training starts") from None
-            try:
-                return future.result()
-            except (Terminated, CancelledError):
-                raise TrainingStopped(
-                    "training was stopped before it finished; nothing was saved"
-                ) from None
-            except BrokenProcessPool:
-                self._replace(executor)
-                if self._stopped:
-                    raise TrainingStopped("training was stopped; nothing was saved") from None
-                raise TrainingCrashed(
-                    "the training process died before it finished; nothing was saved, and a "
-                    "new one is ready for the next training"
-                ) from None
+                return self._run(child, (settings.model_dump_json(), symbol, interval, days, force))
+            finally:
+                with self._cond:
+                    child.busy = False
+                    self._cond.notify_all()
         finally:
-            self._busy.release()
+            with self._cond:
+                self._pairs.discard(pair)
 
     def stop(self) -> int:
-        """Ends the child (SIGTERM if it is training); returns how many trainings were stopped."""
-        with self._guard:
+        """Ends the children (SIGTERM to those training) and the waits for one; returns how many
+        trainings were stopped."""
+        with self._cond:
             self._stopped = True
-            executor, warm = self._executor, self._warm
-            self._executor = self._warm = None
-        self._requests.put(None)
-        if executor is None:
-            return 0
-        training = self._busy.locked()
-        if training and warm is not None and warm.done() and warm.exception() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(warm.result(), signal.SIGTERM)
+            self._cond.notify_all()
+            # A child being spawned joins the list first, so that it is ended with the others.
+            while self._starting:
+                self._cond.wait()
+            children, self._children = self._children, []
+            training = [child for child in children if child.busy]
+        for child in training:
+            if child.warm.done() and child.warm.exception() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.warm.result(), signal.SIGTERM)
         # An idle child leaves on the executor's own sentinel, without a traceback.
-        executor.shutdown(wait=True, cancel_futures=True)
-        return int(training)
+        for child in children:
+            child.executor.shutdown(wait=True, cancel_futures=True)
+        # The keeper ends last: its children get PR_SET_PDEATHSIG's SIGTERM when it does.
+        self._requests.put(None)
+        return len(training)
 
-    def _current(self) -> ProcessPoolExecutor:
-        with self._guard:
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise TrainingStopped("the service is stopping; no training starts")
+
+    def _acquire(self) -> _Child:
+        """A free child, marked busy: an idle one, else a new one while fewer than `workers`
+        exist, else the first to come free. stop() ends the wait with TrainingStopped."""
+        with self._cond:
+            self._waiting += 1
+            try:
+                while True:
+                    self._check_running()
+                    for child in self._children:
+                        if not child.busy:
+                            child.busy = True
+                            return child
+                    if len(self._children) + self._starting < self.workers:
+                        self._starting += 1
+                        break
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+        return self._spawn(None, busy=True)
+
+    def _run(self, child: _Child, arguments: tuple[str, str, str, float, bool]) -> dict[str, Any]:
+        try:
+            try:
+                future = child.executor.submit(self._entry, *arguments)
+            except BrokenProcessPool:
+                # The idle child had died (killed, out of memory): nothing ran, so start afresh.
+                self._replace(child)
+                future = child.executor.submit(self._entry, *arguments)
+        except BrokenProcessPool:
+            raise TrainingCrashed("a new training process died before it trained") from None
+        except RuntimeError:
+            # "cannot schedule new futures after shutdown": stop() came in between.
+            raise TrainingStopped("the service is stopping; no training starts") from None
+        try:
+            return future.result()
+        except (Terminated, CancelledError):
+            raise TrainingStopped(
+                "training was stopped before it finished; nothing was saved"
+            ) from None
+        except BrokenProcessPool:
             if self._stopped:
-                raise TrainingStopped("the service is stopping; no training starts")
-            if self._executor is None:
+                raise TrainingStopped("training was stopped; nothing was saved") from None
+            self._replace(child)
+            raise TrainingCrashed(
+                "the training process died before it finished; nothing was saved, and a "
+                "new one is ready for the next training"
+            ) from None
+
+    def _replace(self, child: _Child) -> None:
+        """Spawns a new child in the place of one that died (its executor is broken)."""
+        child.executor.shutdown(wait=False, cancel_futures=True)
+        with self._cond:
+            self._check_running()
+            self._starting += 1
+        log.warning("a training process died; starting a new one")
+        self._spawn(child, busy=child.busy)
+
+    def _spawn(self, slot: _Child | None, *, busy: bool) -> _Child:
+        """A new child, spawned by the keeper thread, put in `slot` or in a new one. The caller
+        counted it in _starting (under the lock); this uncounts it."""
+        try:
+            with self._cond:
                 if self._keeper is None:
                     self._keeper = threading.Thread(
                         target=self._keep, name="candlecast-training-pool", daemon=True
                     )
                     self._keeper.start()
-                request: Future[_Child] = Future()
-                self._requests.put(request)
-                self._executor, self._warm = request.result()
-            return self._executor
-
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        with self._guard:
-            if self._executor is broken:
-                self._executor = self._warm = None
-        broken.shutdown(wait=False, cancel_futures=True)
-        if not self._stopped:
-            log.warning("the training process died; starting a new one")
-            self._current()
+            request: Future[_Spawned] = Future()
+            self._requests.put(request)
+            executor, warm = request.result()
+        except BaseException:
+            with self._cond:
+                self._starting -= 1
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._starting -= 1
+            if slot is None:
+                slot = _Child(executor, warm, busy=busy)
+                self._children.append(slot)
+            else:
+                slot.executor, slot.warm = executor, warm
+            self._cond.notify_all()
+        # stop() came meanwhile: it ends this child with the others.
+        self._check_running()
+        return slot
 
     def _keep(self) -> None:
         # Every child is spawned from this one long-lived thread: PR_SET_PDEATHSIG fires when
@@ -221,7 +329,7 @@ class TrainingPool:
                     initializer=_die_with_parent,
                 )
                 # The first task spawns the child, from this thread; with one worker, no later
-                # task spawns another unless the pool is replaced.
+                # task spawns another unless the child is replaced.
                 request.set_result((executor, executor.submit(_warm_child)))
             except BaseException as exc:
                 request.set_exception(exc)

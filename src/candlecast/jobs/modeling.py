@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,6 +15,7 @@ from sqlalchemy import Connection, Engine
 
 from candlecast.domain import CandlecastError, ExchangeError, interval_ms
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
+from candlecast.jobs.model_cache import ModelCache
 from candlecast.ml.bundle import ModelBundle
 from candlecast.ml.evaluate import prospective_metrics, walk_forward
 from candlecast.ml.features import FEATURE_WINDOW
@@ -178,30 +178,20 @@ def train_model(
         return TrainOutcome(False, model_id, bool(decision["promote"]), details)
 
 
-_bundles: dict[str, ModelBundle] = {}
-_bundles_lock = threading.Lock()
-
-
-def _cache_bundle(sha256: str, bundle: ModelBundle) -> None:
-    with _bundles_lock:
-        _bundles[sha256] = bundle
-        while len(_bundles) > 4:
-            _bundles.pop(next(iter(_bundles)))
-
-
-def load_bundle(engine: Engine, model_id: int) -> ModelBundle:
-    """Loads a model's bundle from the registry, cached per process by artifact hash."""
+def load_bundle(engine: Engine, model_id: int, *, cache: ModelCache | None = None) -> ModelBundle:
+    """Loads a model's bundle from the registry; through `cache` (services.models) when given,
+    which decodes each artifact once. Without it, the artifact is read and decoded every time."""
     with engine.connect() as connection:
         record = registry.get_model(connection, model_id=model_id)
         if record is None:
             raise NoModel(f"no model {model_id}")
-        with _bundles_lock:
-            cached = _bundles.get(record.artifact_sha256)
+        cached = None if cache is None else cache.get(record.artifact_sha256)
         if cached is not None:
             return cached
         data = registry.load_artifact(connection, sha256=record.artifact_sha256)
     bundle = ModelBundle.from_bytes(data)
-    _cache_bundle(record.artifact_sha256, bundle)
+    if cache is not None:
+        cache.put(record.artifact_sha256, bundle, size=len(data))
     return bundle
 
 
@@ -215,18 +205,20 @@ def forecast_next(
     symbol: str,
     interval: str,
     exchange_clock: Callable[[], int] | None = None,
+    models: ModelCache | None = None,
 ) -> dict[str, Any] | None:
     """Records the champion's forecast for the candle after the last closed one.
 
     `exchange_clock` reads the exchange's time; it is read after predicting, so it bounds when
     the forecast existed, and a target that had closed by then is refused. Returns the recorded
-    forecast, or None when refused (a forecast is never rewritten).
+    forecast, or None when refused (a forecast is never rewritten). `models` (services.models)
+    keeps the champion decoded between candles.
     """
     with engine.connect() as connection:
         record = registry.champion(connection, symbol=symbol, interval=interval)
     if record is None:
         raise NoModel(f"no {symbol} {interval} model yet; run `candlecast train`")
-    bundle = load_bundle(engine, record.id)
+    bundle = load_bundle(engine, record.id, cache=models)
     step = interval_ms(interval)
     with engine.connect() as connection:
         newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from candlecast.domain import interval_ms
 from candlecast.jobs import modeling
 from candlecast.jobs.common import DAY_MS
+from candlecast.jobs.model_cache import ModelCache
 from candlecast.ml.features import FEATURE_WINDOW
 from candlecast.store import candle_reads, predictions, registry
 from candlecast.store.db import write_transaction
@@ -29,11 +30,13 @@ def refresh_after_candles(
     symbol: str,
     interval: str,
     exchange_clock: Callable[[], int] | None = None,
+    models: ModelCache | None = None,
 ) -> dict[str, Any]:
     """Scores the ledger, records the champion's next forecast, materializes new predictions.
 
     With `exchange_clock`, no forecast is recorded for a target candle that has already closed
     at the exchange (the store lagging behind must not let hindsight into the ledger).
+    `models` (services.models) keeps the champion decoded from one candle to the next.
     """
     result: dict[str, Any] = {
         "scored": modeling.score_ledger(engine, symbol=symbol, interval=interval),
@@ -52,20 +55,31 @@ def refresh_after_candles(
     result["champion_id"] = record.id
     try:
         recorded = modeling.forecast_next(
-            engine, symbol=symbol, interval=interval, exchange_clock=exchange_clock
+            engine, symbol=symbol, interval=interval, exchange_clock=exchange_clock, models=models
         )
     except (modeling.NoModel, modeling.NoData):
         # The champion changed or candles went meanwhile; the next refresh catches up.
         recorded = None
     result["recorded"] = int(recorded is not None)
     result["materialized"] = materialize(
-        engine, model_id=record.id, symbol=symbol, interval=interval, newest=newest, done=done
+        engine,
+        model_id=record.id,
+        symbol=symbol,
+        interval=interval,
+        newest=newest,
+        done=done,
+        models=models,
     )
     return result
 
 
 def fill_unpredicted(
-    engine: Engine, *, symbol: str, interval: str, newest: int | None = None
+    engine: Engine,
+    *,
+    symbol: str,
+    interval: str,
+    newest: int | None = None,
+    models: ModelCache | None = None,
 ) -> int:
     """Materializes the champion's predictions for candles in the served window that have none,
     such as gaps filled after the fact; returns how many were written."""
@@ -82,7 +96,7 @@ def fill_unpredicted(
         )  # fmt: skip
     if not missing:
         return 0
-    bundle = modeling.load_bundle(engine, model_id)
+    bundle = modeling.load_bundle(engine, model_id, cache=models)
     step = interval_ms(interval)
     with engine.connect() as connection:
         history = candle_reads.read_frame(
@@ -105,6 +119,7 @@ def materialize(
     interval: str,
     newest: int,
     done: int | None,
+    models: ModelCache | None = None,
 ) -> int:
     """Stores the model's predictions for candles after `done` up to `newest`; returns rows."""
     step = interval_ms(interval)
@@ -113,7 +128,7 @@ def materialize(
         first = max(first, done + step)
     if first > newest:
         return 0
-    bundle = modeling.load_bundle(engine, model_id)
+    bundle = modeling.load_bundle(engine, model_id, cache=models)
     with engine.connect() as connection:
         # Only the feature window before the first new candle is read, not the whole history.
         history = candle_reads.read_frame(

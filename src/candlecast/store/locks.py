@@ -2,7 +2,8 @@
 
 PostgreSQL: a session-level advisory lock on a connection held for the job's duration.
 SQLite: an flock on a file in the state folder (see state_folder). Both vanish with a crashed
-holder.
+holder. In-memory SQLite, a database only its engine sees: locks in this process's memory, in
+a LockTable that the engine itself carries (see configure), so they live and die with it.
 """
 
 from __future__ import annotations
@@ -18,15 +19,34 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from candlecast.domain import JobAlreadyRunning
+from candlecast.domain import ConfigError, JobAlreadyRunning
 from candlecast.store.db import normalize_url, sqlite_path
 
-# The engine execution option that carries a configured state folder (see remember_state_dir).
+# The engine execution options that carry a configured state folder and, for an in-memory
+# database, its lock table (see configure).
 STATE_DIR_OPTION = "candlecast_state_dir"
+LOCK_TABLE_OPTION = "candlecast_lock_table"
 POSTGRES_STATE_FOLDER = "candlecast-state"
 
-_memory_locks: dict[str, threading.Lock] = {}
-_memory_guard = threading.Lock()
+
+class LockTable:
+    """Named job locks held in this process's memory, for a database only this process sees."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    @contextmanager
+    def hold(self, name: str) -> Iterator[None]:
+        """Holds the named lock for the block, or raises JobAlreadyRunning at once."""
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise JobAlreadyRunning(f"{name} is already running")
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 def lock_key(name: str) -> int:
@@ -56,10 +76,24 @@ def ensure_state_folder(folder: Path) -> Path:
     return folder
 
 
-def remember_state_dir(engine: Engine, state_dir: Path | None) -> None:
-    """Makes job_lock on this engine use a configured state folder instead of the default."""
+def configure(engine: Engine, state_dir: Path | None = None) -> None:
+    """Prepares job_lock on this engine (Services does it for its engine): a configured state
+    folder instead of the default, and for an in-memory SQLite database its lock table. Done
+    once, where the engine is wired (not thread-safe); a table already there is kept."""
     if state_dir is not None:
         engine.update_execution_options(**{STATE_DIR_OPTION: str(state_dir)})
+    if _in_memory(engine) and lock_table(engine) is None:
+        engine.update_execution_options(**{LOCK_TABLE_OPTION: LockTable()})
+
+
+def lock_table(engine: Engine) -> LockTable | None:
+    """The in-process lock table the engine carries (in-memory SQLite, once configured)."""
+    table = engine.get_execution_options().get(LOCK_TABLE_OPTION)
+    return table if isinstance(table, LockTable) else None
+
+
+def _in_memory(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite" and sqlite_path(engine.url) is None
 
 
 def lock_file_name(name: str) -> str:
@@ -76,7 +110,13 @@ def job_lock(engine: Engine, name: str) -> Iterator[None]:
         return
     path = sqlite_path(engine.url)
     if path is None:
-        with _memory_lock(name):
+        table = lock_table(engine)
+        if table is None:
+            raise ConfigError(
+                "job locks on an in-memory SQLite database need its engine configured first "
+                "(candlecast.store.locks.configure; Services does it)"
+            )
+        with table.hold(name):
             yield
         return
     configured = engine.get_execution_options().get(STATE_DIR_OPTION)
@@ -122,15 +162,3 @@ def _file_lock(path: os.PathLike[str], name: str) -> Iterator[None]:
             fcntl.flock(descriptor, fcntl.LOCK_UN)
     finally:
         os.close(descriptor)
-
-
-@contextmanager
-def _memory_lock(name: str) -> Iterator[None]:
-    with _memory_guard:
-        lock = _memory_locks.setdefault(name, threading.Lock())
-    if not lock.acquire(blocking=False):
-        raise JobAlreadyRunning(f"{name} is already running")
-    try:
-        yield
-    finally:
-        lock.release()
