@@ -13,7 +13,6 @@ from sqlalchemy import Engine
 
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
-from candlecast.runtime import Runtime
 from candlecast.store import db
 from candlecast.web import mount
 from tests.fuzz import states
@@ -72,7 +71,7 @@ def docs_app(tmp_path: Path, sqlite: tuple[Engine, str]) -> FastAPI:
     engine, url = sqlite
     services = Services(settings=Settings(database_url=url), engine=engine)
     app = FastAPI()
-    mount(app, services=services, runtime=Runtime(), docs_dir=docs)
+    mount(app, services=services, docs_dir=docs)
     return app
 
 

@@ -12,7 +12,6 @@ from sqlalchemy import create_engine
 
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
-from candlecast.runtime import Runtime
 from candlecast.web import mount
 from candlecast.web.docs import MENU, Renderer, default_docs_dir, menu, safe_path
 
@@ -107,7 +106,7 @@ def _client(docs_dir: Path | None, tmp_path: Path) -> TestClient:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}")
     services = Services(settings=settings, engine=create_engine("sqlite://"))
     app = FastAPI()
-    mount(app, services=services, runtime=Runtime(), docs_dir=docs_dir)
+    mount(app, services=services, docs_dir=docs_dir)
     return TestClient(app)
 
 

@@ -14,7 +14,6 @@ from sqlalchemy import create_engine
 
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
-from candlecast.runtime import Runtime
 from candlecast.web import mount
 from candlecast.web.docs import Renderer
 
@@ -40,7 +39,7 @@ def _client(
     )
     services = Services(settings=config, engine=create_engine("sqlite://"))
     app = FastAPI()
-    mount(app, services=services, runtime=Runtime(), docs_dir=docs)
+    mount(app, services=services, docs_dir=docs)
     # As behind a proxy that strips the prefix: the server says it in the scope's root_path.
     return TestClient(app, root_path=root_path)
 

@@ -1,15 +1,12 @@
-"""Wires the dashboard into a FastAPI app: pages, docs, static files and the live version probe.
+"""Wires the dashboard into a FastAPI app: pages, docs and static files.
 
 Pages are thin server-rendered shells; their scripts read the JSON API from the browser, so a
-page and the API can never disagree. Nothing here computes a metric.
+page and the API can never disagree. Nothing here computes a metric, and nothing here imports
+the api package: every /api route (and its cache) lives there.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +15,9 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from candlecast.bootstrap import Services
-from candlecast.domain import iso_utc
-from candlecast.runtime import Runtime
-from candlecast.store import candle_reads
 from candlecast.web import assets
 from candlecast.web.docs import ASSET_TYPES, Renderer, default_docs_dir, menu, safe_path
-from candlecast.web.ledger import ledger_router
+from candlecast.web.pairs import FollowedPairs, PagePair, PairNotShown
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -36,6 +30,7 @@ NAV = (
     ("/jobs", "Jobs", "jobs"),
     ("/guide", "Docs", "guide"),
 )
+MARKETS_NAV = ("/markets", "Markets", "markets")
 # Security headers for HTML: only our own scripts run; Plotly needs inline styles.
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -48,70 +43,29 @@ _PAGE_HEADERS = {
 }
 
 
-_FLAGS = ("stream_enabled", "stream_connected", "scheduler_enabled", "scheduler_running")
-
-
-class VersionProbe:
-    """Runtime.version plus the newest stored candle, re-read at most once a second.
-
-    The newest candle is in the tag too, so replicas without a scheduler (whose Runtime never
-    bumps) still see new candles written by a worker.
-    """
-
-    def __init__(self, services: Services, runtime: Runtime, *, ttl: float = 1.0) -> None:
-        self._services = services
-        self._runtime = runtime
-        self._ttl = ttl
-        self._lock = threading.Lock()
-        self._read_at = -1e9
-        self._last: int | None = None
-
-    def _newest(self) -> int | None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._read_at < self._ttl:
-                return self._last
-        settings = self._services.settings
-        try:
-            with self._services.engine.connect() as connection:
-                newest = candle_reads.last_open_time(
-                    connection, symbol=settings.symbol, interval=settings.interval
-                )
-        except Exception:
-            newest = None
-        with self._lock:
-            self._read_at, self._last = now, newest
-        return newest
-
-    def current(self) -> tuple[str, dict[str, Any]]:
-        """(ETag, body) of the live state: version, newest candle, stream and scheduler, the
-        connection to the exchange, and the exchange's clock.
-
-        The clock is left out of the tag (it changes every call): pages measure their skew
-        from a 200 answer, and a 304 only says that nothing else changed.
-        """
-        snapshot = self._runtime.snapshot()
-        newest = self._newest()
-        connection = self._runtime.connection()
-        flags = {name: bool(snapshot[name]) for name in _FLAGS}
-        bits = "".join("1" if flags[name] else "0" for name in _FLAGS)
-        link = hashlib.sha256(json.dumps(connection, sort_keys=True).encode()).hexdigest()[:8]
-        tag = f'W/"{snapshot["version"]}-{newest or 0}-{bits}-{link}"'
-        body = {
-            "version": snapshot["version"],
-            "last_candle_time": iso_utc(newest) if newest else None,
-            **flags,
-            "connection": connection,
-            "exchange_now_ms": self._runtime.exchange_now_ms(),
-        }
-        return tag, body
-
-
 def root_of(request: Request, configured: str = "") -> str:
     """The path prefix this request came under ("" or "/prefix"), for links that must stay
     under it: the app's root_path (set from CANDLECAST_ROOT_PATH), else the configured one."""
     root = str(request.scope.get("root_path") or configured)
     return root.rstrip("/")
+
+
+# The pages that show one pair's data: (path, template and page key, title).
+PAIR_PAGES = (
+    ("/", "overview", "Overview"),
+    ("/charts", "charts", "Charts"),
+    ("/forecasts", "forecasts", "Forecasts"),
+    ("/models", "models", "Models"),
+    ("/jobs", "jobs", "Jobs"),
+)
+
+
+def _nav(page: str, pairs: int) -> tuple[tuple[str, str, str], ...]:
+    """The nav entries; Markets only once there is more than one pair to compare (a single
+    pair's dashboard looks as it always did), or on the markets page itself."""
+    if pairs > 1 or page == "markets":
+        return (MARKETS_NAV, *NAV)
+    return NAV
 
 
 def _page_router(
@@ -120,15 +74,24 @@ def _page_router(
     router = APIRouter(include_in_schema=False)
     renderer = Renderer()
     settings = services.settings
+    followed = FollowedPairs(services)
 
-    def render(request: Request, name: str, page: str, **extra: Any) -> HTMLResponse:
+    def query_pair(request: Request) -> tuple[str | None, str | None]:
+        params = request.query_params
+        return params.get("symbol"), params.get("interval")
+
+    def render(
+        request: Request, name: str, page: str, shown: PagePair, **extra: Any
+    ) -> HTMLResponse:
         context = {
             "page": page,
-            "nav": NAV,
+            "nav": _nav(page, len(shown.followed)),
             "root": root_of(request, settings.root_path),
             "adminer_url": settings.adminer_url,
-            "symbol": settings.symbol,
-            "interval": settings.interval,
+            "symbol": shown.pair.symbol,
+            "interval": shown.pair.interval,
+            "pairs": [str(pair) for pair in shown.followed],
+            "pair_query": shown.query,
             "static_version": assets.static_version(),
             "plotly_version": assets.plotly_version(),
             **extra,
@@ -137,33 +100,50 @@ def _page_router(
         response.headers.update(_PAGE_HEADERS)
         return response
 
-    @router.get("/", response_class=HTMLResponse)
-    def overview(request: Request) -> HTMLResponse:
-        return render(request, "overview.html", "overview", title="Overview")
+    def pair_page(request: Request, path: str, page: str, title: str) -> HTMLResponse:
+        symbol, interval = query_pair(request)
+        try:
+            shown = followed.resolve(symbol, interval)
+        except PairNotShown as exc:
+            # The page of the default pair, saying why this one has none (never a 500).
+            fallback = followed.lenient(None, None)
+            response = render(
+                request,
+                "missing_pair.html",
+                page,
+                fallback,
+                title="Pair not found",
+                asked=exc.asked[:64],
+                reason=str(exc)[:200],
+                path=path,
+            )
+            response.status_code = 404
+            return response
+        return render(request, f"{page}.html", page, shown, title=title)
 
-    @router.get("/charts", response_class=HTMLResponse)
-    def charts(request: Request) -> HTMLResponse:
-        return render(request, "charts.html", "charts", title="Charts")
+    def add_pair_page(path: str, page: str, title: str) -> None:
+        def handler(request: Request) -> HTMLResponse:
+            return pair_page(request, path, page, title)
 
-    @router.get("/forecasts", response_class=HTMLResponse)
-    def forecasts(request: Request) -> HTMLResponse:
-        return render(request, "forecasts.html", "forecasts", title="Forecasts")
+        router.add_api_route(path, handler, methods=["GET"], response_class=HTMLResponse)
 
-    @router.get("/models", response_class=HTMLResponse)
-    def models(request: Request) -> HTMLResponse:
-        return render(request, "models.html", "models", title="Models")
+    for path, page, title in PAIR_PAGES:
+        add_pair_page(path, page, title)
 
-    @router.get("/jobs", response_class=HTMLResponse)
-    def jobs(request: Request) -> HTMLResponse:
-        return render(request, "jobs.html", "jobs", title="Jobs")
+    @router.get("/markets", response_class=HTMLResponse)
+    def markets(request: Request) -> HTMLResponse:
+        shown = followed.lenient(*query_pair(request))
+        return render(request, "markets.html", "markets", shown, title="Markets")
 
     def guide_page(request: Request, name: str) -> Response:
         items = menu(docs_dir)
+        shown = followed.lenient(*query_pair(request))
         if docs_dir is None:
             return render(
                 request,
                 "guide.html",
                 "guide",
+                shown,
                 title="Docs",
                 menu=items,
                 slug=name,
@@ -186,6 +166,7 @@ def _page_router(
                 request,
                 "guide.html",
                 "guide",
+                shown,
                 title="Not found",
                 menu=items,
                 slug=slug,
@@ -200,6 +181,7 @@ def _page_router(
             request,
             "guide.html",
             "guide",
+            shown,
             title=title,
             menu=items,
             slug=slug,
@@ -219,33 +201,8 @@ def _page_router(
     return router
 
 
-def _version_router(probe: VersionProbe) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["dashboard"])
-
-    @router.get(
-        "/version",
-        summary="Live-update probe",
-        responses={304: {"description": "Nothing new since the ETag given in If-None-Match"}},
-    )
-    def version(request: Request) -> Response:
-        """A tiny probe the dashboard polls: the runtime version, the newest candle's open time,
-        whether the stream and scheduler run, the connection to the exchange (`state`, `reason`,
-        `hint`, `next_retry_at`) and the exchange's clock (`exchange_now_ms`), with an ETag.
-        Send `If-None-Match` to get 304 until a candle or a forecast lands or a status
-        changes."""
-        tag, body = probe.current()
-        headers = {"ETag": tag, "Cache-Control": "no-cache"}
-        if request.headers.get("if-none-match") == tag:
-            return Response(status_code=304, headers=headers)
-        return Response(json.dumps(body), media_type="application/json", headers=headers)
-
-    return router
-
-
-def mount(
-    app: FastAPI, *, services: Services, runtime: Runtime, docs_dir: Path | None = None
-) -> None:
-    """Adds the dashboard pages, /guide docs, /static files, GET /api/version and /api/ledger.
+def mount(app: FastAPI, *, services: Services, docs_dir: Path | None = None) -> None:
+    """Adds the dashboard pages, /markets, /guide docs and /static files.
 
     `docs_dir` is the Markdown folder shown under /guide; by default <repo>/docs beside the
     source tree, else ./docs. When none exists, /guide says so instead of failing.
@@ -254,8 +211,6 @@ def mount(
     if resolved_docs is not None and not resolved_docs.is_dir():
         resolved_docs = None
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-    app.include_router(_version_router(VersionProbe(services, runtime)))
-    app.include_router(ledger_router(services, runtime))
     app.add_api_route(
         "/static/plotly.min.js", assets.plotly_js, methods=["GET"], include_in_schema=False
     )

@@ -13,12 +13,26 @@
   const rootMeta = document.querySelector('meta[name="candlecast-root"]');
   CC.root = ((rootMeta && rootMeta.content) || "").replace(/\/+$/, "");
   CC.url = (path) => (path.charAt(0) === "/" ? CC.root + path : path);
+  // The pair this page shows (the server resolved ?symbol=&interval=, or the default pair).
+  // Every pair-scoped API read carries it, so the page and its data are always the same pair.
+  CC.pair = { symbol: body.dataset.symbol || "", interval: body.dataset.interval || "" };
+  const UNSCOPED = /^\/api\/(pairs|docs|openapi)/;
+  CC.withPair = function (path) {
+    if (!CC.pair.symbol || path.indexOf("/api/") !== 0 || UNSCOPED.test(path)) return path;
+    if (/[?&](symbol|interval)=/.test(path)) return path;
+    return path + (path.indexOf("?") < 0 ? "?" : "&") + "symbol=" +
+      encodeURIComponent(CC.pair.symbol) + "&interval=" + encodeURIComponent(CC.pair.interval);
+  };
+  // A page of the dashboard for a pair: /?symbol=..&interval=.. under the prefix.
+  CC.pageUrl = (path, symbol, interval) => CC.url(path) + "?symbol=" +
+    encodeURIComponent(symbol) + "&interval=" + encodeURIComponent(interval);
 
   // --- API -------------------------------------------------------------------------------
   // Never throws: {ok, status, data, detail}; status 0 means the server was unreachable.
   async function fetchJSON(path) {
     try {
-      const response = await fetch(CC.url(path), { headers: { Accept: "application/json" } });
+      const response = await fetch(CC.url(CC.withPair(path)),
+        { headers: { Accept: "application/json" } });
       let data = null;
       try { data = await response.json(); } catch (e) { data = null; }
       const detail = data && typeof data.detail === "string" ? data.detail : null;
@@ -52,8 +66,18 @@
   }
 
   // --- Formatting --------------------------------------------------------------------------
-  const nf = (digits) => new Intl.NumberFormat(undefined, {
-    minimumFractionDigits: digits, maximumFractionDigits: digits });
+  // Built once per digit count: a NumberFormat costs far more to make than to use, and the
+  // markets table formats thousands of numbers per update.
+  const formats = new Map();
+  const nf = function (digits) {
+    let format = formats.get(digits);
+    if (!format) {
+      format = new Intl.NumberFormat(undefined, {
+        minimumFractionDigits: digits, maximumFractionDigits: digits });
+      formats.set(digits, format);
+    }
+    return format;
+  };
   const fmt2 = nf(2);
   CC.num = (x, digits) => (x == null || !isFinite(x) ? "–" : nf(digits).format(x));
   CC.price = (x) => (x == null || !isFinite(x) ? "–" : fmt2.format(x));
@@ -309,6 +333,15 @@
     if (nav && nav.scrollWidth > nav.clientWidth) {
       nav.scrollLeft = current.offsetLeft - (nav.clientWidth - current.offsetWidth) / 2;
     }
+    // The pair picker opens the same page (and tab: #7d) for the chosen pair.
+    const picker = CC.$("pair-picker");
+    if (picker) picker.addEventListener("change", () => {
+      const parts = picker.value.split(":");
+      const next = new URL(location.href);
+      next.searchParams.set("symbol", parts[0]);
+      next.searchParams.set("interval", parts[1]);
+      location.assign(next.toString());
+    });
     const toggle = CC.$("theme-toggle");
     if (toggle) toggle.addEventListener("click", () => {
       const next = document.documentElement.getAttribute("data-theme") === "dark"
@@ -396,7 +429,7 @@
       // Revalidated by hand, past the browser's cache: every 200 carries a fresh exchange clock
       // to measure the skew against, and a 304 costs no body.
       const sent = Date.now();
-      const response = await fetch(CC.url("/api/version"), { cache: "no-store",
+      const response = await fetch(CC.url(CC.withPair("/api/version")), { cache: "no-store",
         headers: etag ? { "If-None-Match": etag } : {} });
       const received = Date.now();
       if (response.status === 200) {
@@ -427,6 +460,6 @@
   // The first poll starts now, before the charting library is evaluated, not at DOMContentLoaded.
   poll();
   document.addEventListener("DOMContentLoaded", () => {
-    if (body.dataset.page === "guide") CC.ready([]);
+    if (body.dataset.page === "guide" || body.dataset.ready === "now") CC.ready([]);
   });
 })();
