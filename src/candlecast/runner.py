@@ -7,7 +7,6 @@ import gc
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 from candlecast.bootstrap import bootstrap
 from candlecast.config import Settings
@@ -17,6 +16,7 @@ from candlecast.service import Service
 from candlecast.store import runs
 from candlecast.store.db import normalize_url, sqlite_path
 from candlecast.tokens import ensure_api_token
+from candlecast.usecases.build import build_operations, pair_trainer
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,13 @@ def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | 
         stream_enabled=scheduler and settings.stream,
         clock=services.clock,
     )
-    service = Service(services, runtime, scheduler=scheduler)
+    operations = build_operations(
+        services, runtime, trainer=pair_trainer(settings, services.training.train)
+    )
+    added = operations.seed_pairs()
+    if added:
+        log.info("following %s (from the configuration)", ", ".join(map(str, added)))
+    service = Service(services, runtime, operations, scheduler=scheduler)
     return service, token, path
 
 
@@ -51,26 +57,6 @@ def data_location(settings: Settings) -> str:
     return f"PostgreSQL database {url.database} on {host} as {url.username}"
 
 
-def warm_series(app: Any, settings: Settings) -> None:
-    """Brings the API's held chart columns for the configured pair up to date."""
-    from candlecast.api.series_cache import warm
-    from candlecast.api.shaping import MAX_WINDOW_DAYS
-
-    context = app.state.context
-    try:
-        with context.services.engine.connect() as connection:
-            warm(
-                context.columns,
-                connection,
-                symbol=settings.symbol,
-                interval=settings.interval,
-                days=MAX_WINDOW_DAYS,
-            )
-    except Exception:
-        # Only a cache: the next chart request reads what it needs itself.
-        log.exception("could not warm the chart columns")
-
-
 def run_worker(settings: Settings) -> None:
     """Runs the scheduler and the stream without the HTTP API until SIGTERM or Ctrl-C."""
     import signal
@@ -80,7 +66,7 @@ def run_worker(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     service.start()
-    log.info("worker running for %s %s", settings.symbol, settings.interval)
+    log.info("worker running for %s", ", ".join(map(str, service.operations.followed()[:20])))
     stopped.wait()
     service.stop()
     service.services.close()
@@ -95,14 +81,15 @@ def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> N
 
     service, token, path = build(settings, scheduler=scheduler)
     redact(token)
-    app = create_app(service.services, service.runtime, trainer=service.training.train)
+    app = create_app(service.services, service.runtime, operations=service.operations)
     # What is imported and built by now lives as long as the process: out of the collector's
     # reach, a full collection (one a large /api/series answer triggers, say) walks only what
     # requests made. Once, here, before any other thread of this process runs.
     gc.freeze()
-    service.after_refresh.append(lambda: warm_series(app, settings))
-    # Warm once at start too, so the first chart request does not pay for the full read.
-    threading.Thread(target=warm_series, args=(app, settings), daemon=True).start()
+    # Warm the default pair's charts at start, so its first chart request does not pay for the
+    # full read; the API keeps held pairs current after each refresh.
+    default = service.operations.default_pair()
+    threading.Thread(target=app.state.context.warm_columns, args=(default,), daemon=True).start()
     # The proxy strips the prefix; uvicorn puts it back into root_path for links and docs.
     # log_config=None: uvicorn's lines go through candlecast's handler (format, redaction).
     config = uvicorn.Config(
@@ -120,7 +107,8 @@ def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> N
     log.info("candlecast serving on http://%s:%d%s/", host, port, settings.root_path)
     log.info("API token (for POST routes): %s", where)
     log.info("data: %s", data_location(settings))
-    log.info("pairs followed: %s:%s", settings.symbol, settings.interval)
+    followed = service.operations.followed()
+    log.info("pairs followed (%d): %s", len(followed), ", ".join(map(str, followed[:20])))
     service.start()
     try:
         server.run()

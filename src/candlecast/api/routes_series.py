@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import Connection
 
 from candlecast.api import series as series_data
-from candlecast.api.context import ApiContext, BadParameter, Context, Pair, PairDep, parse_time
+from candlecast.api.context import ApiContext, BadParameter, Context, PairDep, parse_time
 from candlecast.api.schemas import SeriesColumnsResponse, SeriesResponse
 from candlecast.api.shaping import MAX_WINDOW_DAYS, iso
-from candlecast.domain import interval_ms
+from candlecast.domain import Pair, interval_ms
 from candlecast.jobs.common import DAY_MS
 from candlecast.jobs.modeling import NoData
 from candlecast.store import candle_reads, predictions, registry
