@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Connection, and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from candlecast.domain import Pair
 from candlecast.store.tables import (
@@ -84,15 +85,19 @@ def add(connection: Connection, pair: Pair, *, added_at: int) -> bool:
     """Follows the pair (reviving a removed one); False if it was followed already."""
     row = connection.execute(select(pairs.c.removed_at).where(*_key(pair))).first()
     if row is None:
-        connection.execute(
-            pairs.insert().values(
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        # Replicas starting together seed the same pairs: the first insert wins, quietly.
+        inserted = connection.execute(
+            dialect.insert(pairs)
+            .values(
                 symbol=pair.symbol,
                 interval=pair.interval,
                 position=_next_position(connection),
                 added_at=added_at,
             )
+            .on_conflict_do_nothing()
         )
-        return True
+        return inserted.rowcount > 0
     if row.removed_at is None:
         return False
     connection.execute(
