@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from candlecast.domain import Candle, interval_ms, iso_utc
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
-from candlecast.store import candle_reads, candle_rows, gaps, ledger
+from candlecast.store import candle_reads, candle_rows, gaps
 from candlecast.store import candles as candle_store
 from candlecast.store import gaps as gap_store
 from candlecast.store.candles import WriteResult
@@ -62,8 +62,6 @@ class SyncReport:
     written: WriteResult = field(default_factory=WriteResult)
     unfillable: list[Gap] = field(default_factory=list)
     calls: int = 0
-    # Ledger forecasts whose target candle this run stored (ingest only).
-    forecasts_scored: int = 0
 
     def details(self) -> dict[str, Any]:
         """The job-run details: plain JSON, no prose to parse."""
@@ -299,8 +297,9 @@ def ingest(
     days: int,
     on_progress: ProgressCallback | None = None,
 ) -> SyncReport:
-    """Fetches everything since the last stored candle, repairs gaps inside the window, and
-    scores the ledger entries whose candles have now closed."""
+    """Fetches everything since the last stored candle and repairs gaps inside the window.
+
+    The ledger is scored by the refresh that follows (usecases.PairOperations.ingest), once."""
     return _recorded_sync(
         engine, source, name="ingest", symbol=symbol, interval=interval, days=days,
         on_progress=on_progress,
@@ -330,12 +329,6 @@ def _recorded_sync(
             on_progress=on_progress,
         )
         details.update(report.details())
-        if ingesting:
-            with write_transaction(engine) as connection:
-                report.forecasts_scored = ledger.score(
-                    connection, symbol=symbol, interval=interval, scored_at=now_ms()
-                )
-            details["forecasts_scored"] = report.forecasts_scored
     return report
 
 

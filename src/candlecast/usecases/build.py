@@ -48,5 +48,6 @@ def build_operations(
             exchange_now=lambda: exchange_clock(services),
             trainer=trainer,
             runtime=runtime,
+            models=services.models,
         )
     )

@@ -33,6 +33,7 @@ from candlecast.domain import (
 from candlecast.hints import exchange_hint
 from candlecast.jobs import pipeline, sync
 from candlecast.jobs.common import now_ms
+from candlecast.jobs.model_cache import ModelCache
 from candlecast.jobs.sync import KlineSource, ProgressCallback
 from candlecast.runtime import Runtime
 from candlecast.store import candle_reads, candle_rows, registry
@@ -78,6 +79,8 @@ class Parts:
     exchange_now: Callable[[], int]
     trainer: PairTrainer
     runtime: Runtime = field(default_factory=Runtime)
+    # Decoded champions kept from one candle to the next (Services.models); None decodes anew.
+    models: ModelCache | None = None
 
 
 def lock_name(operation: str, pair: Pair) -> str:
@@ -218,7 +221,7 @@ class PairOperations:
         with job_lock(self.engine, lock_name("reconcile", pair)):
             report = self._sync(pair, sync.reconcile, days=self.settings.backfill_days)
             filled = pipeline.fill_unpredicted(
-                self.engine, symbol=pair.symbol, interval=pair.interval
+                self.engine, symbol=pair.symbol, interval=pair.interval, models=self.parts.models
             )
         if filled:
             log.info("%s: materialized %d prediction(s) for filled candles", pair, filled)
@@ -335,6 +338,7 @@ class PairOperations:
             exchange_clock=self.parts.exchange_now,
             symbol=pair.symbol,
             interval=pair.interval,
+            models=self.parts.models,
         )
         result = RefreshResult(
             pair=pair,

@@ -3,7 +3,7 @@
 (function () {
   const CC = window.CC;
   const SUMMARY_KEYS = ["error", "inserted", "fetched", "repaired", "calls", "model_id",
-    "promoted", "decision", "reason", "samples", "mae", "forecasts_scored", "rows"];
+    "promoted", "decision", "reason", "samples", "mae", "rows"];
 
   function summary(d) {
     const parts = [];
