@@ -49,8 +49,10 @@ def _free_port() -> int:
 def _wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     output = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
     def ms(label: str) -> float:
         found = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
@@ -104,10 +106,22 @@ def main() -> None:
         port = _free_port()
         env = {**os.environ, "CANDLECAST_DATABASE_URL": url, "PYTHONPATH": str(REPO)}
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.api_load:app_factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            cwd=REPO, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "benchmarks.api_load:app_factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             for _ in range(200):
@@ -125,14 +139,29 @@ def main() -> None:
                     result = _wrk(base + path, args.seconds, args.connections)
                 else:
                     out = subprocess.run(
-                        [sys.executable, "-m", "benchmarks.api_load", "--drive", base + path,
-                         "--seconds", str(args.seconds), "--connections", str(args.connections)],
-                        cwd=REPO, env=env, capture_output=True, text=True, check=True,
-                    ).stdout  # fmt: skip
+                        [
+                            sys.executable,
+                            "-m",
+                            "benchmarks.api_load",
+                            "--drive",
+                            base + path,
+                            "--seconds",
+                            str(args.seconds),
+                            "--connections",
+                            str(args.connections),
+                        ],
+                        cwd=REPO,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
                     result = json.loads(out)
                 report[path] = result
-                print(f"{path:32s} {result['req_per_s']:8.0f} req/s   p50 {result['p50_ms']:.2f} ms"
-                      f"   p99 {result['p99_ms']:.2f} ms")  # fmt: skip
+                print(
+                    f"{path:32s} {result['req_per_s']:8.0f} req/s   p50 {result['p50_ms']:.2f} ms"
+                    f"   p99 {result['p99_ms']:.2f} ms"
+                )
             report["load_after"] = os.getloadavg()
             print(json.dumps(report, indent=2))
         finally:

@@ -125,8 +125,11 @@ def main() -> None:
         tempfile.TemporaryDirectory() as folder,
         scratch_database(args.backend, Path(folder)) as url,
     ):
-        report: dict[str, Any] = {"machine": machine(), "backend": args.backend,
-                                  "load_before": os.getloadavg()}  # fmt: skip
+        report: dict[str, Any] = {
+            "machine": machine(),
+            "backend": args.backend,
+            "load_before": os.getloadavg(),
+        }
         report.update(prepare(url))
         engine = db.create_store_engine(url)
         app = create_app(Services(Settings(database_url=url), engine), Runtime())

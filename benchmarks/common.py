@@ -38,13 +38,22 @@ def median(values: list[float]) -> float:
 def fake_exchange_process(csv: Path, start: str, speed: float = 0.0) -> Iterator[str]:
     """Runs tests.fake_exchange as its own process and yields its base URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_exchange", "--csv", str(csv), "--start", start,
-         "--speed", str(speed)],
+        [
+            sys.executable,
+            "-m",
+            "tests.fake_exchange",
+            "--csv",
+            str(csv),
+            "--start",
+            start,
+            "--speed",
+            str(speed),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-    )  # fmt: skip
+    )
     try:
         assert process.stdout is not None
         url = process.stdout.readline().strip()

@@ -75,12 +75,21 @@ def main() -> None:
 
     fake = FakeExchange(csv_path=CSV, start_ms=parse_iso_utc(START), speed=1.0).start()
     try:
-        with tempfile.TemporaryDirectory() as folder, serve(
-            Path(folder), binance_url=fake.base_url, ws_url=fake.ws_url,
-            CANDLECAST_BACKFILL_DAYS="90", CANDLECAST_TRAIN_DAYS="30",
-        ) as server:  # fmt: skip
-            wait_for(lambda: server.get("/api/forecast").status_code == 200, timeout=240,
-                     what="backfill, training and a forecast")  # fmt: skip
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            serve(
+                Path(folder),
+                binance_url=fake.base_url,
+                ws_url=fake.ws_url,
+                CANDLECAST_BACKFILL_DAYS="90",
+                CANDLECAST_TRAIN_DAYS="30",
+            ) as server,
+        ):
+            wait_for(
+                lambda: server.get("/api/forecast").status_code == 200,
+                timeout=240,
+                what="backfill, training and a forecast",
+            )
             series = server.get("/api/series?format=columns&fallback_days=90&max_points=1500")
             candles = len(server.get("/api/series?format=columns&fallback_days=90").json()["time"])
             with sync_playwright() as playwright:

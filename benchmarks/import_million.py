@@ -42,8 +42,16 @@ def generate(path: Path) -> None:
         while written < TOTAL:
             offset = base + copy * span
             for row, delta in zip(rows, times, strict=True):
-                writer.writerow([iso_utc(offset + delta), row["open"], row["high"], row["low"],
-                                 row["close"], row["volume"]])  # fmt: skip
+                writer.writerow(
+                    [
+                        iso_utc(offset + delta),
+                        row["open"],
+                        row["high"],
+                        row["low"],
+                        row["close"],
+                        row["volume"],
+                    ]
+                )
                 written += 1
                 if written == TOTAL:
                     break
@@ -83,10 +91,18 @@ def main() -> None:
             for _ in range(args.runs):
                 with scratch_database(kind, Path(folder)) as url:
                     output = subprocess.run(
-                        [sys.executable, "-m", "benchmarks.import_million", "--child", url,
-                         str(data)],
-                        check=True, capture_output=True, text=True,
-                    )  # fmt: skip
+                        [
+                            sys.executable,
+                            "-m",
+                            "benchmarks.import_million",
+                            "--child",
+                            url,
+                            str(data),
+                        ],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
                     runs.append(json.loads(output.stdout.strip().splitlines()[-1]))
             seconds = median([r["seconds"] for r in runs])
             results.append(

@@ -192,21 +192,35 @@ def main() -> None:
         print(json.dumps(summary, indent=1))
         return
     print(f"train() on 90 days: median {summary['train_90d_median_s']} s of 5 runs")
-    print(f"walk-forward {SETUP}: median {summary['walk_forward_median_s']} s of "
-          f"{summary['walk_forward_runs_s']}, {report['rows']} test candles\n")  # fmt: skip
-    print("| target | MAE | baseline | baseline MAE | skill | strong baseline | strong MAE "
-          "| strong skill |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    print(
+        f"walk-forward {SETUP}: median {summary['walk_forward_median_s']} s of "
+        f"{summary['walk_forward_runs_s']}, {report['rows']} test candles\n"
+    )
+    print(
+        "| target | MAE | baseline | baseline MAE | skill | strong baseline | strong MAE "
+        "| strong skill |\n|---|---|---|---|---|---|---|---|"
+    )
     for name, t in report["targets"].items():
-        strong = (f"{t['strong_baseline']} | {t['strong_baseline_mae']:.3f} "
-                  f"| {t['strong_skill']:+.4f}") if "strong_skill" in t else " | | "  # fmt: skip
-        print(f"| {name} | {t['mae']:.3f} | {t['baseline']} | {t['baseline_mae']:.3f} "
-              f"| {t['skill']:+.4f} | {strong} |")  # fmt: skip
+        strong = " | | "
+        if "strong_skill" in t:
+            strong = (
+                f"{t['strong_baseline']} | {t['strong_baseline_mae']:.3f} "
+                f"| {t['strong_skill']:+.4f}"
+            )
+        print(
+            f"| {name} | {t['mae']:.3f} | {t['baseline']} | {t['baseline_mae']:.3f} "
+            f"| {t['skill']:+.4f} | {strong} |"
+        )
     ci, d = report["close_interval"], report["direction"]
-    print(f"\nclose interval: level {ci['level']}, coverage {ci['coverage']:.4f}, "
-          f"mean width {ci['mean_width']:.1f} USD")  # fmt: skip
-    print(f"direction: n {d['n']}, accuracy {d['accuracy']:.4f} {d['accuracy_ci95']}, "
-          f"brier {d['brier']:.5f} vs {d['brier_baseline']:.5f}, log loss {d['log_loss']:.5f}, "
-          f"ece {d['ece']:.4f}, wda {d['wda']:.4f}")  # fmt: skip
+    print(
+        f"\nclose interval: level {ci['level']}, coverage {ci['coverage']:.4f}, "
+        f"mean width {ci['mean_width']:.1f} USD"
+    )
+    print(
+        f"direction: n {d['n']}, accuracy {d['accuracy']:.4f} {d['accuracy_ci95']}, "
+        f"brier {d['brier']:.5f} vs {d['brier_baseline']:.5f}, log loss {d['log_loss']:.5f}, "
+        f"ece {d['ece']:.4f}, wda {d['wda']:.4f}"
+    )
     print(f"centred naive MAE, independent check: {summary['centred_baseline_mae_check']}")
     for f in summary["per_fold"]:
         print(f)

@@ -47,11 +47,24 @@ def _free_port() -> int:
 
 def _start_fake() -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_exchange",
-         "--csv", str(SHARED_DATA / "btcusdt-5m-2025-06-29_2025-10-06.csv"),
-         "--start", "2025-09-20T12:02:30Z", "--speed", str(SPEED), "--ws-update-ms", "200"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.fake_exchange",
+            "--csv",
+            str(SHARED_DATA / "btcusdt-5m-2025-06-29_2025-10-06.csv"),
+            "--start",
+            "2025-09-20T12:02:30Z",
+            "--speed",
+            str(SPEED),
+            "--ws-update-ms",
+            "200",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert process.stdout is not None
     return process, process.stdout.readline().strip()
 
@@ -86,18 +99,23 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     database = f"sqlite:///{folder / 'candlecast.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CANDLECAST_")}
-    env.update({
-        "CANDLECAST_DATABASE_URL": database,
-        "CANDLECAST_BINANCE_URL": base_url,
-        "CANDLECAST_BINANCE_WS_URL": base_url.replace("http", "ws"),
-        "CANDLECAST_TRAIN_EVERY_SECONDS": "100000",
-        "CANDLECAST_API_TOKEN": TOKEN,
-    })  # fmt: skip
+    env.update(
+        {
+            "CANDLECAST_DATABASE_URL": database,
+            "CANDLECAST_BINANCE_URL": base_url,
+            "CANDLECAST_BINANCE_WS_URL": base_url.replace("http", "ws"),
+            "CANDLECAST_TRAIN_EVERY_SECONDS": "100000",
+            "CANDLECAST_API_TOKEN": TOKEN,
+        }
+    )
     log = (folder / "serve.log").open("w")
     serve = subprocess.Popen(
         [sys.executable, "-m", "candlecast.cli", "serve", "--port", str(port)],
-        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=folder,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     api = f"http://127.0.0.1:{port}"
     result: dict[str, Any] = {"machine": machine()}
     try:
@@ -141,9 +159,11 @@ def main() -> None:
         loader.start()
         time.sleep(1)
         trained = httpx.post(
-            f"{api}/api/train", params={"days": 90},
-            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=300,
-        )  # fmt: skip
+            f"{api}/api/train",
+            params={"days": 90},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=300,
+        )
         stop.set()
         loader.join()
         during.sort()

@@ -45,8 +45,9 @@ def load(engine: Engine, *, days: float, first: int = FIRST) -> int:
     last = first + int(days * DAY) - STEP
     rows = [row for row in _all_rows() if first <= row[0] <= last]
     with write_transaction(engine) as connection:
-        store.upsert_candles(connection, symbol="BTCUSDT", interval="5m", rows=rows,
-                             source="file", fetched_at=0)  # fmt: skip
+        store.upsert_candles(
+            connection, symbol="BTCUSDT", interval="5m", rows=rows, source="file", fetched_at=0
+        )
     return last
 
 

@@ -17,10 +17,13 @@ from tests.integration.api_support import AUTH, STEP, client, load
 BAD_PARAMETERS: list[tuple[str, str, dict[str, Any], str]] = [
     ("GET", "/api/series", {"start": "yesterday"}, "start"),
     ("GET", "/api/series", {"end": "2025-13-01T00:00:00Z"}, "end"),
-    ("GET", "/api/series", {"start": "2025-08-02T00:00:00Z", "end": "2025-08-01T00:00:00Z"},
-     "start"),
-    ("GET", "/api/series", {"start": "2025-01-01T00:00:00Z", "end": "2025-08-01T00:00:00Z"},
-     "end"),
+    (
+        "GET",
+        "/api/series",
+        {"start": "2025-08-02T00:00:00Z", "end": "2025-08-01T00:00:00Z"},
+        "start",
+    ),
+    ("GET", "/api/series", {"start": "2025-01-01T00:00:00Z", "end": "2025-08-01T00:00:00Z"}, "end"),
     ("GET", "/api/series", {"fallback_days": 91}, "fallback_days"),
     ("GET", "/api/series", {"fallback_days": "seven"}, "fallback_days"),
     ("GET", "/api/series", {"format": "xml"}, "format"),
@@ -31,8 +34,12 @@ BAD_PARAMETERS: list[tuple[str, str, dict[str, Any], str]] = [
     ("GET", "/api/candles", {"format": "parquet"}, "format"),
     ("GET", "/api/candles", {"start": "2025-08-02", "end": "2025-08-01"}, "start"),
     ("GET", "/api/futures", {"start": "nope"}, "start"),
-    ("GET", "/api/futures", {"start": "2025-01-01T00:00:00Z", "end": "2025-08-01T00:00:00Z"},
-     "end"),
+    (
+        "GET",
+        "/api/futures",
+        {"start": "2025-01-01T00:00:00Z", "end": "2025-08-01T00:00:00Z"},
+        "end",
+    ),
     ("GET", "/api/forecast", {"interval": "1M"}, "interval"),
     ("GET", "/api/models", {"limit": 1000}, "limit"),
     ("GET", "/api/jobs", {"limit": -1}, "limit"),
@@ -46,7 +53,7 @@ BAD_PARAMETERS: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/api/ingest", {"interval": "2x"}, "interval"),
     ("GET", "/api/ledger", {"days": 0}, "days"),
     ("GET", "/api/ledger", {"symbol": "b$"}, "symbol"),
-]  # fmt: skip
+]
 
 
 def test_bad_parameters_give_422_naming_the_parameter(engine: Engine, database_url: str) -> None:
@@ -94,8 +101,13 @@ def _closed_port() -> int:
 
 
 def test_an_unreachable_exchange_gives_503(engine: Engine, database_url: str) -> None:
-    api = client(engine, database_url, binance_url=f"http://127.0.0.1:{_closed_port()}",
-                 http_max_retries=0, http_timeout_seconds=2)  # fmt: skip
+    api = client(
+        engine,
+        database_url,
+        binance_url=f"http://127.0.0.1:{_closed_port()}",
+        http_max_retries=0,
+        http_timeout_seconds=2,
+    )
     for path in ("/api/ingest", "/api/init/backfill"):
         response = api.post(path, headers=AUTH)
         assert response.status_code == 503, response.text
@@ -114,8 +126,11 @@ def test_writes_are_off_without_a_token_and_errors_never_leak(
     api = client(engine, database_url, trainer=broken)
     response = api.post("/api/train", params={"days": 2}, headers=AUTH)
     assert response.status_code == 500 and response.json() == {"detail": "internal error"}
-    huge = api.post("/api/train", headers={**AUTH, "Content-Type": "application/json"},
-                    content=b"{" + b" " * 70_000 + b"}")  # fmt: skip
+    huge = api.post(
+        "/api/train",
+        headers={**AUTH, "Content-Type": "application/json"},
+        content=b"{" + b" " * 70_000 + b"}",
+    )
     assert huge.status_code == 413
 
 

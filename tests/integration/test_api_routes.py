@@ -32,10 +32,15 @@ class Trained:
 
 def _fast_trainer(engine: Engine) -> Any:
     def trainer(settings: Settings, *, symbol: str, interval: str, days: float) -> dict[str, Any]:
-        outcome = modeling.train_model(engine, symbol=symbol, interval=interval, days=days,
-                                       params=FAST)  # fmt: skip
-        return {"skipped": outcome.skipped, "model_id": outcome.model_id,
-                "promoted": outcome.promoted, **outcome.details}  # fmt: skip
+        outcome = modeling.train_model(
+            engine, symbol=symbol, interval=interval, days=days, params=FAST
+        )
+        return {
+            "skipped": outcome.skipped,
+            "model_id": outcome.model_id,
+            "promoted": outcome.promoted,
+            **outcome.details,
+        }
 
     return trainer
 
@@ -114,8 +119,19 @@ def _series_columns_and_downsampling(trained: Trained) -> None:
 def test_metrics_forecast_models_jobs_and_futures(trained: Trained) -> None:
     api = trained.client
     metrics = api.get("/api/metrics").json()
-    for name in ("mae", "mape", "smape", "samples", "split_train", "split_total", "started_at",
-                 "finished_at", "validation_start", "baselines", "skill"):  # fmt: skip
+    for name in (
+        "mae",
+        "mape",
+        "smape",
+        "samples",
+        "split_train",
+        "split_total",
+        "started_at",
+        "finished_at",
+        "validation_start",
+        "baselines",
+        "skill",
+    ):
         assert name in metrics, name
     assert parse_iso_utc(metrics["validation_start"]) > FIRST
     forecast = api.get("/api/forecast").json()
@@ -156,8 +172,17 @@ def test_posts_need_the_bearer_token_and_train_answers_metrics(trained: Trained)
     updated = api.post("/api/futures/update", headers=AUTH).json()
     assert updated == {**updated, "status": "ok", "updated": 0}
     body = api.post("/api/train", params={"days": 3}, headers=AUTH).json()
-    assert {"status", "samples", "mae", "mape", "smape", "model_id", "promoted", "skipped",
-            "baselines"} <= set(body)  # fmt: skip
+    assert {
+        "status",
+        "samples",
+        "mae",
+        "mape",
+        "smape",
+        "model_id",
+        "promoted",
+        "skipped",
+        "baselines",
+    } <= set(body)
     assert body["status"] == "ok" and body["samples"] > 0
     with trained.engine.connect() as connection:
         assert registry.get_model(connection, model_id=body["model_id"]) is not None

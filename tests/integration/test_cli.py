@@ -57,16 +57,24 @@ def test_import_export_and_status_through_the_cli(run, tmp_path: Path) -> None:
     code, stdout, stderr = run("import", str(source))
     assert code == 0, stderr
     assert "ETHUSDT 5m: 9100 rows, 9100 inserted" in stdout
-    code, stdout, _ = run("export", "--symbol", "ETHUSDT", "--start", "2025-08-19T15:10:00Z",
-                          "--end", "2025-08-19T15:20:00Z")  # fmt: skip
+    code, stdout, _ = run(
+        "export",
+        "--symbol",
+        "ETHUSDT",
+        "--start",
+        "2025-08-19T15:10:00Z",
+        "--end",
+        "2025-08-19T15:20:00Z",
+    )
     rows = list(csv.DictReader(io.StringIO(stdout)))
     assert code == 0 and [r["close"] for r in rows] == ["4186.51", "4191.72", rows[2]["close"]]
     code, stdout, _ = run("status", "--json")
     (pair,) = json.loads(stdout)
     assert (pair["symbol"], pair["count"], pair["gaps"]) == ("ETHUSDT", 9100, 0)
     parquet = tmp_path / "eth.parquet"
-    code, _, stderr = run("export", "--symbol", "ETHUSDT", "--format", "parquet",
-                          "--output", str(parquet))  # fmt: skip
+    code, _, stderr = run(
+        "export", "--symbol", "ETHUSDT", "--format", "parquet", "--output", str(parquet)
+    )
     assert code == 0, stderr
     import pyarrow.parquet as pq
 

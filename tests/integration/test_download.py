@@ -64,8 +64,9 @@ def _requests(fake: FakeExchange) -> dict[str, int]:
 
 
 def test_download_is_exact_field_for_field(run, dumps: FakeExchange, database_url: str) -> None:
-    code, stdout, stderr = run("BTCUSDT", "--interval", "5m", "--start", "2025-06-29",
-                               "--end", "2025-10-05")  # fmt: skip
+    code, stdout, stderr = run(
+        "BTCUSDT", "--interval", "5m", "--start", "2025-06-29", "--end", "2025-10-05"
+    )
     assert code == 0, stderr
     truth = _truth(dumps, "2025-06-29T00:00:00Z", "2025-10-05T23:55:00Z")
     assert len(truth) == 99 * 288
@@ -74,8 +75,12 @@ def test_download_is_exact_field_for_field(run, dumps: FakeExchange, database_ur
     # June's last days and October's first come from daily files, the whole months in between
     # from monthly ones.
     fetched = _requests(dumps)
-    assert {"BTCUSDT-5m-2025-07.zip", "BTCUSDT-5m-2025-09.zip", "BTCUSDT-5m-2025-06-29.zip",
-            "BTCUSDT-5m-2025-10-05.zip"} <= set(fetched)  # fmt: skip
+    assert {
+        "BTCUSDT-5m-2025-07.zip",
+        "BTCUSDT-5m-2025-09.zip",
+        "BTCUSDT-5m-2025-06-29.zip",
+        "BTCUSDT-5m-2025-10-05.zip",
+    } <= set(fetched)
     assert "BTCUSDT-5m-2025-07-01.zip" not in fetched
 
 

@@ -63,8 +63,19 @@ def test_clock_runs_at_speed_and_controls_work_over_http(fake_exchange) -> None:
 
 def test_runs_as_its_own_process() -> None:
     csv_path = shared_data_path(MAIN_CSV)
-    cmd = [sys.executable, "-m", "tests.fake_exchange", "--csv", str(csv_path),
-           "--start", NOW, "--speed", "0", "--port", "0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.fake_exchange",
+        "--csv",
+        str(csv_path),
+        "--start",
+        NOW,
+        "--speed",
+        "0",
+        "--port",
+        "0",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -68,8 +68,12 @@ def test_eth_and_btc_live_side_by_side(engine: Engine) -> None:
 
 
 def test_one_minute_rolls_up_to_five_minutes(engine: Engine) -> None:
-    jobs.import_file(engine, path=shared_data_path("btcusdt-1m-2025-05-20_2025-08-18.csv"),
-                     symbol=None, interval=None)  # fmt: skip
+    jobs.import_file(
+        engine,
+        path=shared_data_path("btcusdt-1m-2025-05-20_2025-08-18.csv"),
+        symbol=None,
+        interval=None,
+    )
     truth = {row["open_time"]: row for row in _read_csv(shared_data_path(FIXTURES[0]))}
     with engine.connect() as connection:
         minutes = candle_reads.read_candles(
@@ -113,8 +117,9 @@ def test_truncated_zip_is_refused(engine: Engine, tmp_path: Path) -> None:
     good = tmp_path / "good.zip"
     start_us = parse_iso_utc("2025-09-01T00:00:00Z") * 1000
     with zipfile.ZipFile(good, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("x.csv", "".join(_binance_dump_line(start_us + i * 300_000_000)
-                                           for i in range(500)))  # fmt: skip
+        archive.writestr(
+            "x.csv", "".join(_binance_dump_line(start_us + i * 300_000_000) for i in range(500))
+        )
     truncated = tmp_path / "BTCUSDT-5m-2025-09-01.zip"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(DataFileError, match=r"BTCUSDT-5m-2025-09-01\.zip"):

@@ -40,8 +40,9 @@ def test_parquet_export_imports_with_no_flags_and_is_identical(
     source_db: str, database_url: str, tmp_path: Path
 ) -> None:
     parquet = tmp_path / "backup.parquet"
-    code, _, stderr = _cli(source_db, "export", "-s", "ETHUSDT", "--format", "parquet",
-                           "-o", str(parquet))  # fmt: skip
+    code, _, stderr = _cli(
+        source_db, "export", "-s", "ETHUSDT", "--format", "parquet", "-o", str(parquet)
+    )
     assert code == 0, stderr
     code, stdout, stderr = _cli(database_url, "import", str(parquet))
     assert code == 0, stderr

@@ -26,12 +26,25 @@ STEP = 300_000
 def _forecast(*, model_id: int, target: int, close: str, made_at: int = 1) -> ledger.Forecast:
     price = Decimal(close)
     return ledger.Forecast(
-        model_id=model_id, symbol="BTCUSDT", interval="5m", made_at=made_at,
-        made_at_exchange=None, asof_open_time=target - STEP, target_open_time=target,
-        asof_close=price, pred_open=price, pred_high=price + 1, pred_low=price - 1,
-        pred_close=price, pred_range=Decimal(2), close_lo=price - 1, close_hi=price + 1,
-        interval_level=Decimal("0.9"), prob_up=Decimal("0.5"), baselines={"base_prob_up": 0.5},
-    )  # fmt: skip
+        model_id=model_id,
+        symbol="BTCUSDT",
+        interval="5m",
+        made_at=made_at,
+        made_at_exchange=None,
+        asof_open_time=target - STEP,
+        target_open_time=target,
+        asof_close=price,
+        pred_open=price,
+        pred_high=price + 1,
+        pred_low=price - 1,
+        pred_close=price,
+        pred_range=Decimal(2),
+        close_lo=price - 1,
+        close_hi=price + 1,
+        interval_level=Decimal("0.9"),
+        prob_up=Decimal("0.5"),
+        baselines={"base_prob_up": 0.5},
+    )
 
 
 def _record(engine: Engine, forecast: ledger.Forecast) -> bool:
@@ -42,11 +55,11 @@ def _record(engine: Engine, forecast: ledger.Forecast) -> bool:
 
 
 def _stored(engine: Engine) -> list[tuple[int, int, Decimal]]:
+    columns = (forecasts.c.target_open_time, forecasts.c.model_id, forecasts.c.pred_close)
     with engine.connect() as connection:
         rows = connection.execute(
-            select(forecasts.c.target_open_time, forecasts.c.model_id, forecasts.c.pred_close)
-            .order_by(forecasts.c.target_open_time, forecasts.c.id)
-        ).all()  # fmt: skip
+            select(*columns).order_by(forecasts.c.target_open_time, forecasts.c.id)
+        ).all()
     return [(int(t), int(m), Decimal(c)) for t, m, c in rows]
 
 
@@ -54,9 +67,10 @@ def test_a_recording_racing_an_uncommitted_one_waits_and_is_refused(engine: Engi
     target = load(engine, days=1) + STEP
     results: dict[str, bool] = {}
     second = threading.Thread(
-        target=lambda: results.update(second=_record(engine, _forecast(
-            model_id=2, target=target, close="200"))),
-    )  # fmt: skip
+        target=lambda: results.update(
+            second=_record(engine, _forecast(model_id=2, target=target, close="200"))
+        ),
+    )
     with write_transaction(engine) as connection:
         first = _forecast(model_id=1, target=target, close="100")
         assert ledger.record(connection, forecast=first, close_time=target + STEP - 1)
@@ -141,14 +155,15 @@ def test_the_migration_keeps_the_earliest_forecast_then_enforces_the_key(at_0004
     ]
     _insert_rows(at_0004, rows)
     assert db.upgrade(at_0004) == db.head_revision()
+    columns = (forecasts.c.id, forecasts.c.symbol, forecasts.c.target_open_time)
     with at_0004.connect() as connection:
-        kept = connection.execute(
-            select(forecasts.c.id, forecasts.c.symbol, forecasts.c.target_open_time)
-            .order_by(forecasts.c.id)
-        ).all()  # fmt: skip
+        kept = connection.execute(select(*columns).order_by(forecasts.c.id)).all()
     assert [tuple(row) for row in kept] == [
-        (2, "BTCUSDT", a), (5, "BTCUSDT", b), (6, "BTCUSDT", c), (7, "ETHUSDT", a),
-    ]  # fmt: skip
+        (2, "BTCUSDT", a),
+        (5, "BTCUSDT", b),
+        (6, "BTCUSDT", c),
+        (7, "ETHUSDT", a),
+    ]
     with pytest.raises(IntegrityError):
         _insert_rows(at_0004, [(8, "BTCUSDT", c, 1)])
     # Downgrading drops the key (duplicates are accepted again); upgrading cleans them again.

@@ -62,9 +62,12 @@ def test_promotion_rule_keeps_a_better_champion(engine: Engine) -> None:
     # A challenger trained on very little history; whatever it scores, the decision and both
     # scores are recorded, and it is promoted only if not worse on the shared window.
     weak = modeling.train_model(
-        engine, symbol="BTCUSDT", interval="5m", days=7,
+        engine,
+        symbol="BTCUSDT",
+        interval="5m",
+        days=7,
         params={"n_estimators": 2, "min_val_skill": -10.0},
-    )  # fmt: skip
+    )
     with engine.connect() as connection:
         record = registry.get_model(connection, model_id=int(weak.model_id or 0))
         champion = registry.champion(connection, symbol="BTCUSDT", interval="5m")
@@ -91,16 +94,22 @@ def test_ledger_records_once_scores_on_close_and_never_rewrites(engine: Engine) 
     assert modeling.score_ledger(engine, symbol="BTCUSDT", interval="5m") == 1
     with engine.connect() as connection:
         entry = ledger.latest(connection, symbol="BTCUSDT", interval="5m")
-        (real,) = candle_reads.read_candles(connection, symbol="BTCUSDT", interval="5m",
-                                     start=last + STEP)  # fmt: skip
+        (real,) = candle_reads.read_candles(
+            connection, symbol="BTCUSDT", interval="5m", start=last + STEP
+        )
     assert entry is not None
     assert entry["real_close"] == real.close and entry["pred_close"] == made["pred_close"]
     # Scoring again changes nothing, and a hindsight forecast for a stored candle is refused.
     assert modeling.score_ledger(engine, symbol="BTCUSDT", interval="5m") == 0
     hindsight = ledger.Forecast(
-        **{**made, "model_id": 999, "pred_close": Decimal("1"),
-           "target_open_time": last + 2 * STEP, "asof_open_time": last + STEP}
-    )  # fmt: skip
+        **{
+            **made,
+            "model_id": 999,
+            "pred_close": Decimal("1"),
+            "target_open_time": last + 2 * STEP,
+            "asof_open_time": last + STEP,
+        }
+    )
     close_time = last + 3 * STEP - 1
     late = ledger.Forecast(**{**hindsight.__dict__, "made_at_exchange": close_time + 1})
     with write_transaction(engine) as connection:
@@ -108,8 +117,7 @@ def test_ledger_records_once_scores_on_close_and_never_rewrites(engine: Engine) 
     _add_next(engine, last + STEP)
     with write_transaction(engine) as connection:
         assert not ledger.record(connection, forecast=hindsight, close_time=close_time)
-    metrics = modeling.ledger_metrics(engine, symbol="BTCUSDT", interval="5m", start=None,
-                                      end=None)  # fmt: skip
+    metrics = modeling.ledger_metrics(engine, symbol="BTCUSDT", interval="5m", start=None, end=None)
     assert metrics["rows"] == 1
     assert metrics["targets"]["close"]["baseline_mae"] == pytest.approx(
         abs(float(real.close) - float(made["asof_close"]))
@@ -162,8 +170,9 @@ def test_job_lock_refuses_a_second_holder(engine: Engine) -> None:
         pass
 
 
-def test_evaluate_json_follows_the_schema(database_url: str, engine: Engine, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_evaluate_json_follows_the_schema(
+    database_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     load(engine, days=9)
     monkeypatch.setenv("CANDLECAST_DATABASE_URL", database_url)
     report_path = tmp_path / "report.json"
@@ -172,16 +181,33 @@ def test_evaluate_json_follows_the_schema(database_url: str, engine: Engine, tmp
     )
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
-    assert {"symbol", "interval", "rows", "folds", "train_days", "targets", "close_interval",
-            "direction", "per_fold"} <= set(report)  # fmt: skip
+    assert {
+        "symbol",
+        "interval",
+        "rows",
+        "folds",
+        "train_days",
+        "targets",
+        "close_interval",
+        "direction",
+        "per_fold",
+    } <= set(report)
     assert (report["symbol"], report["interval"], report["folds"]) == ("BTCUSDT", "5m", 2)
     for name in ("open", "high", "low", "close", "range"):
         assert {"mae", "rmse", "mape", "smape", "baseline", "baseline_mae", "skill"} <= set(
             report["targets"][name]
         )
     assert {"level", "coverage", "mean_width"} <= set(report["close_interval"])
-    assert {"n", "accuracy", "accuracy_ci95", "brier", "brier_baseline", "log_loss", "ece",
-            "wda"} <= set(report["direction"])  # fmt: skip
+    assert {
+        "n",
+        "accuracy",
+        "accuracy_ci95",
+        "brier",
+        "brier_baseline",
+        "log_loss",
+        "ece",
+        "wda",
+    } <= set(report["direction"])
     assert len(report["per_fold"]) == 2
     assert set(report["per_fold"][0]["targets"]) == set(report["targets"])
 
@@ -220,7 +246,11 @@ def test_candles_filled_after_the_fact_get_their_predictions(engine: Engine) -> 
     assert pipeline.fill_unpredicted(engine, symbol="BTCUSDT", interval="5m") == 3
     with engine.connect() as connection:
         missing = predictions.unpredicted(
-            connection, model_id=int(outcome.model_id or 0), symbol="BTCUSDT", interval="5m",
-            start=hole[0], end=hole[-1],
-        )  # fmt: skip
+            connection,
+            model_id=int(outcome.model_id or 0),
+            symbol="BTCUSDT",
+            interval="5m",
+            start=hole[0],
+            end=hole[-1],
+        )
     assert missing == []

@@ -22,14 +22,20 @@ DAY = 86_400_000
 def _row(i: int, close: float) -> CandleRow:
     t = T0 + i * STEP
     text = f"{close:.2f}"
-    return (t, text, f"{close + 5:.2f}", f"{close - 5:.2f}", text, "1.5", t + STEP - 1,
-            None, None, None, None)  # fmt: skip
+    high, low = f"{close + 5:.2f}", f"{close - 5:.2f}"
+    return (t, text, high, low, text, "1.5", t + STEP - 1, None, None, None, None)
 
 
 def _write(engine: Engine, rows: list[CandleRow], fetched_at: int) -> None:
     with write_transaction(engine) as connection:
-        candles.upsert_candles(connection, symbol="BTCUSDT", interval="5m", rows=rows,
-                               source="rest", fetched_at=fetched_at)  # fmt: skip
+        candles.upsert_candles(
+            connection,
+            symbol="BTCUSDT",
+            interval="5m",
+            rows=rows,
+            source="rest",
+            fetched_at=fetched_at,
+        )
 
 
 def _predict(engine: Engine, indexes: list[int]) -> None:
@@ -52,10 +58,18 @@ def _check(engine: Engine, held: TrailingColumns, newest_index: int) -> None:
     newest = T0 + newest_index * STEP
     start, end = newest - DAY, newest
     with engine.connect() as connection:
-        incremental = held.window(connection, symbol="BTCUSDT", interval="5m", model_id=1,
-                                  newest=newest, start=start, end=end)  # fmt: skip
-        fresh = read_raw(connection, symbol="BTCUSDT", interval="5m", start=start, end=end,
-                         model_id=1)  # fmt: skip
+        incremental = held.window(
+            connection,
+            symbol="BTCUSDT",
+            interval="5m",
+            model_id=1,
+            newest=newest,
+            start=start,
+            end=end,
+        )
+        fresh = read_raw(
+            connection, symbol="BTCUSDT", interval="5m", start=start, end=end, model_id=1
+        )
     _same(incremental, fresh)
 
 

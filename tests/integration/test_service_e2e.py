@@ -185,8 +185,9 @@ def test_two_replicas_run_each_tick_once(
     if not database_url.startswith("postgresql"):
         pytest.skip("not applicable: replicas share one PostgreSQL")
     fake = fake_exchange(MAIN_CSV, start=START, speed=SPEED, ws_update_ms=100)
-    env = _environment(database_url, fake, CANDLECAST_INGEST_EVERY_SECONDS="5",
-                       CANDLECAST_TRAIN_EVERY_SECONDS="10")  # fmt: skip
+    env = _environment(
+        database_url, fake, CANDLECAST_INGEST_EVERY_SECONDS="5", CANDLECAST_TRAIN_EVERY_SECONDS="10"
+    )
     processes.start(["worker"], env)
     processes.start(["worker"], env)
     _wait_for(lambda: _ready(engine), timeout=150, what="the first model")

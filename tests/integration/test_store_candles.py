@@ -18,8 +18,19 @@ T0 = parse_iso_utc("2025-01-01T00:00:00Z")
 
 def _row(i: int, close: str = "100.10", volume: str = "1.50000000") -> candle_rows.CandleRow:
     open_time = T0 + i * STEP
-    return (open_time, "100.00", "101.0", "99.5", close, volume, open_time + STEP - 1,
-            "150.25", 12, None, None)  # fmt: skip
+    return (
+        open_time,
+        "100.00",
+        "101.0",
+        "99.5",
+        close,
+        volume,
+        open_time + STEP - 1,
+        "150.25",
+        12,
+        None,
+        None,
+    )
 
 
 def _write(
@@ -64,8 +75,9 @@ def test_differing_candles_are_repaired_and_counted(engine: Engine) -> None:
     assert result.repaired == 1
     assert result.repaired_sample[0]["open_time"] == T0 + 2 * STEP
     assert result.repaired_sample[0]["changed"] == {
-        "close": ["100.10", "100.2"], "volume": ["1.50000000", "9.0"]
-    }  # fmt: skip
+        "close": ["100.10", "100.2"],
+        "volume": ["1.50000000", "9.0"],
+    }
     with engine.connect() as connection:
         candles = candle_reads.read_candles(connection, symbol="BTCUSDT", interval="5m")
     assert candles[2].close == Decimal("100.2")
@@ -92,9 +104,13 @@ def test_enrichment_fills_fields_the_store_lacked(engine: Engine) -> None:
 def test_failed_transaction_writes_nothing(engine: Engine) -> None:
     with pytest.raises(RuntimeError), write_transaction(engine) as connection:
         store.upsert_candles(
-            connection, symbol="BTCUSDT", interval="5m", rows=[_row(0)], source="rest",
+            connection,
+            symbol="BTCUSDT",
+            interval="5m",
+            rows=[_row(0)],
+            source="rest",
             fetched_at=1,
-        )  # fmt: skip
+        )
         raise RuntimeError("boom")
     with engine.connect() as connection:
         assert candle_reads.count_candles(connection, symbol="BTCUSDT", interval="5m") == 0
@@ -160,8 +176,8 @@ def test_direct_copy_falls_back_to_upsert_when_another_writer_raced(engine: Engi
         assert _copy_new_postgresql(connection, raced) is False
         _write_postgresql(connection, raced)
     with engine.connect() as connection:
-        closes = [c.close for c in candle_reads.read_candles(connection, symbol="BTCUSDT",
-                                                              interval="5m")]  # fmt: skip
+        stored = candle_reads.read_candles(connection, symbol="BTCUSDT", interval="5m")
+        closes = [c.close for c in stored]
     assert closes == [Decimal("100.5"), Decimal("100.5")]
 
 
@@ -188,8 +204,12 @@ def test_runs_left_open_by_dead_processes_are_closed(engine: Engine) -> None:
 
     mine = runs.start_run(engine, name="ingest", symbol=None, interval=None, started_at=1)
     dead = runs.start_run(engine, name="train", symbol=None, interval=None, started_at=1)
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)  # fmt: skip
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     host = f"{os.uname().nodename[:100]}:{finished.stdout.strip()}"
     with write_transaction(engine) as connection:
         connection.execute(update(job_runs).where(job_runs.c.id == dead).values(host=host))

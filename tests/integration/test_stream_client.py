@@ -141,9 +141,12 @@ async def test_repeated_ws_drops_never_duplicate_closes(fake_exchange) -> None:
 async def test_unreachable_server_backs_off_until_it_returns(fake_exchange) -> None:
     fake = fake_exchange(start=START, speed=SPEED, ws_update_ms=50)
     stream = KlineStream(
-        ws_base_url="ws://127.0.0.1:9", symbol="BTCUSDT", interval="5m", backoff_base=0.01,
+        ws_base_url="ws://127.0.0.1:9",
+        symbol="BTCUSDT",
+        interval="5m",
+        backoff_base=0.01,
         backoff_max=0.02,
-    )  # fmt: skip
+    )
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.3):
             async for _ in stream:

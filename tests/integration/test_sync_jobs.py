@@ -37,8 +37,7 @@ def exchange_client() -> Iterator[list[BinanceRest]]:
 
 
 def _client(fake: FakeExchange, clients: list[BinanceRest]) -> BinanceRest:
-    client = BinanceRest(base_url=fake.base_url, backoff_base=0.01, backoff_max=0.05,
-                         max_retries=8)  # fmt: skip
+    client = BinanceRest(base_url=fake.base_url, backoff_base=0.01, backoff_max=0.05, max_retries=8)
     clients.append(client)
     return client
 
@@ -110,8 +109,9 @@ def test_reconcile_repairs_frozen_partial_candles(
     assert len(frozen) == 424 and differing > 398
 
     fake = fake_exchange(MAIN_CSV, start="2025-09-28T12:00:00Z", speed=0)
-    report = jobs.reconcile(engine, _client(fake, exchange_client),
-                            symbol="BTCUSDT", interval="5m", days=2)  # fmt: skip
+    report = jobs.reconcile(
+        engine, _client(fake, exchange_client), symbol="BTCUSDT", interval="5m", days=2
+    )
 
     assert report.written.repaired == differing
     stored = _stored(engine)
@@ -137,8 +137,12 @@ def test_unfillable_gap_is_recorded_not_invented(
     folder = Path(str(tmp_path))
     lines = shared_data_path(MAIN_CSV).read_text().splitlines()
     # Remove 2025-06-30 00:00 .. 00:25 (six candles) from what the exchange knows.
-    holed = [line for line in lines if not line.startswith("2025-06-30T00:")
-             or line[14:16] not in {"00", "05", "10", "15", "20", "25"}]  # fmt: skip
+    holed = [
+        line
+        for line in lines
+        if not line.startswith("2025-06-30T00:")
+        or line[14:16] not in {"00", "05", "10", "15", "20", "25"}
+    ]
     path = folder / "btcusdt-5m-2025-06-29_holed.csv"
     path.write_text("\n".join(holed) + "\n")
     fake = fake_exchange(path, start="2025-07-01T00:02:00Z", speed=0)

@@ -26,8 +26,20 @@ from candlecast.exchange.rest import BinanceRest, parse_kline
 
 STEP = 300_000
 T0 = 1_751_155_200_000  # 2025-06-29T00:00:00Z
-ROW = [T0, "97592.0", "97814.09", "97404.01", "97516.00", "131.93067000", T0 + STEP - 1,
-       "12874688.1423799", 14274, "61.42006", "5993533.0683445", "0"]  # fmt: skip
+ROW = [
+    T0,
+    "97592.0",
+    "97814.09",
+    "97404.01",
+    "97516.00",
+    "131.93067000",
+    T0 + STEP - 1,
+    "12874688.1423799",
+    14274,
+    "61.42006",
+    "5993533.0683445",
+    "0",
+]
 
 
 class FakeTime:
@@ -72,8 +84,9 @@ def test_parse_kline_keeps_exchange_digits() -> None:
 
 
 def test_numbers_sent_as_json_floats_stay_exact() -> None:
-    body = "[[1751155200000, 0.1, 0.30000000000000004, 0.1, 0.2, 1e-8, 1751155499999," \
-           " 0, 0, 0, 0, 0]]"  # fmt: skip
+    body = (
+        "[[1751155200000, 0.1, 0.30000000000000004, 0.1, 0.2, 1e-8, 1751155499999, 0, 0, 0, 0, 0]]"
+    )
     client = make_client(lambda r: httpx.Response(200, text=body))
     (candle,) = client.klines("BTCUSDT", "5m")
     assert format_decimal(candle.high) == "0.30000000000000004"
@@ -106,8 +119,9 @@ def synthetic_exchange(server_time: int) -> Handler:
         start += -start % STEP
         end = min(int(q.get("endTime", server_time)), server_time)
         opens = range(start, end + 1, STEP)[: int(q.get("limit", 500))]
-        rows = [[t, "1.0", "2.0", "0.5", "1.5", "3", t + STEP - 1, "0", 0, "0", "0", "0"]
-                for t in opens]  # fmt: skip
+        rows = [
+            [t, "1.0", "2.0", "0.5", "1.5", "3", t + STEP - 1, "0", 0, "0", "0", "0"] for t in opens
+        ]
         return httpx.Response(200, json=rows, headers={"X-MBX-USED-WEIGHT-1M": "2"})
 
     return handler
@@ -209,8 +223,9 @@ def test_malformed_json_and_dropped_connections_are_retried() -> None:
 def test_governor_waits_for_next_minute_before_budget_is_spent() -> None:
     clock = FakeTime(start=1_751_155_230.0)  # 30 s into a minute
     headers = {"X-MBX-USED-WEIGHT-1M": "9"}
-    client = make_client(lambda r: httpx.Response(200, json={}, headers=headers), clock,
-                         weight_budget_per_minute=10)  # fmt: skip
+    client = make_client(
+        lambda r: httpx.Response(200, json={}, headers=headers), clock, weight_budget_per_minute=10
+    )
     client.ping()
     assert clock.sleeps == []
     client.ping()  # 9 used + 1 would reach the budget exactly: allowed
@@ -220,15 +235,19 @@ def test_governor_waits_for_next_minute_before_budget_is_spent() -> None:
 
 
 def test_check_symbol_reads_exchange_info() -> None:
-    info = {"symbols": [{"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC",
-                         "quoteAsset": "USDT"}]}  # fmt: skip
+    info = {
+        "symbols": [
+            {"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT"}
+        ]
+    }
     client = make_client(lambda r: httpx.Response(200, text=json.dumps(info)))
     assert client.check_symbol("btcusdt").status == "TRADING"
 
 
 def test_from_settings_takes_url_timeout_retries_and_budget() -> None:
-    settings = Settings(binance_url="https://api1.binance.com/", http_max_retries=2,
-                        weight_budget_per_minute=100)  # fmt: skip
+    settings = Settings(
+        binance_url="https://api1.binance.com/", http_max_retries=2, weight_budget_per_minute=100
+    )
     with BinanceRest.from_settings(settings, max_workers=2) as client:
         assert client.base_url == "https://api1.binance.com"
         assert client._max_retries == 2 and client.governor._budget == 100

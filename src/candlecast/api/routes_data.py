@@ -37,10 +37,15 @@ def candles(
     with context.services.engine.connect() as connection:
         rows = list(
             candle_reads.iter_rows(
-                connection, symbol=pair.symbol, interval=pair.interval, start=first, end=last,
-                limit=limit, descending=newest_first,
+                connection,
+                symbol=pair.symbol,
+                interval=pair.interval,
+                start=first,
+                end=last,
+                limit=limit,
+                descending=newest_first,
             )
-        )  # fmt: skip
+        )
     if newest_first:
         rows.reverse()
     if output == "csv":

@@ -238,15 +238,26 @@ def futures(
             connection, symbol=pair.symbol, interval=pair.interval, start=first, end=last
         )
         realized = candle_reads.read_columns(
-            connection, symbol=pair.symbol, interval=pair.interval, start=first, end=last,
+            connection,
+            symbol=pair.symbol,
+            interval=pair.interval,
+            start=first,
+            end=last,
             names=("close",),
-        )  # fmt: skip
+        )
     if frame.empty:
         return FuturesResponse(points=[])
     closes = dict(zip(realized["open_time"].tolist(), realized["close"].tolist(), strict=True))
     points = []
-    names = ("target_open_time", "close_next", "model_id", "close_lo", "close_hi", "prob_up",
-             "last_close")  # fmt: skip
+    names = (
+        "target_open_time",
+        "close_next",
+        "model_id",
+        "close_lo",
+        "close_hi",
+        "prob_up",
+        "last_close",
+    )
     quantile_names = [c for c in QUANTILE_COLUMNS if c in frame.columns]
     quantile_rows = frame[quantile_names].to_numpy(dtype="float64").tolist()
     for (target, pred_close, model_id, lo, hi, prob_up, last_close), q in zip(

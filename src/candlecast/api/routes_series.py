@@ -74,9 +74,12 @@ def series(
         if newest is None:
             raise NoData(f"no {pair.symbol} {pair.interval} candles stored; backfill first")
         first, last = resolve_window(
-            start=first_given, end=last_given, newest=newest, fallback_days=fallback_days,
+            start=first_given,
+            end=last_given,
+            newest=newest,
+            fallback_days=fallback_days,
             step=step,
-        )  # fmt: skip
+        )
         model_id = registry.champion_id(connection, symbol=pair.symbol, interval=pair.interval)
         done = (
             None if model_id is None else predictions.last_open_time(connection, model_id=model_id)
@@ -90,9 +93,15 @@ def series(
         cached = context.series_cache.get(key)
         if cached is None:
             cached = _build(
-                context, connection, pair, window=(first, last), newest=newest,
-                model_id=model_id, output=output, max_points=max_points,
-            )  # fmt: skip
+                context,
+                connection,
+                pair,
+                window=(first, last),
+                newest=newest,
+                model_id=model_id,
+                output=output,
+                max_points=max_points,
+            )
             context.series_cache.put(key, cached)
     return Response(cached, media_type="application/json")
 
@@ -115,14 +124,23 @@ def _build(
     through = last + interval_ms(pair.interval)
     if last - first < HELD_FROM_DAYS * DAY_MS:
         raw = series_data.read_raw(
-            connection, symbol=pair.symbol, interval=pair.interval, start=first,
-            end=through, model_id=model_id,
-        )  # fmt: skip
+            connection,
+            symbol=pair.symbol,
+            interval=pair.interval,
+            start=first,
+            end=through,
+            model_id=model_id,
+        )
     else:
         raw = context.columns.window(
-            connection, symbol=pair.symbol, interval=pair.interval, model_id=model_id,
-            newest=newest, start=first, end=through,
-        )  # fmt: skip
+            connection,
+            symbol=pair.symbol,
+            interval=pair.interval,
+            model_id=model_id,
+            newest=newest,
+            start=first,
+            end=through,
+        )
     data = series_data.assemble(raw, interval=pair.interval, end=last)
     if max_points is not None:
         data = series_data.downsample(data, interval=pair.interval, max_points=max_points)

@@ -176,9 +176,10 @@ def encode_points(data: SeriesData, meta: dict[str, Any]) -> bytes:
     err_ok = np.isfinite(data.err_close) & np.isfinite(data.err_amp)
     err_ok = (err_ok & np.asarray(pred_ok)).tolist()
     reals = zip(
-        _iso(data.times), *(real[k].tolist() for k in ("open", "high", "low", "close", "volume")),
+        _iso(data.times),
+        *(real[k].tolist() for k in ("open", "high", "low", "close", "volume")),
         strict=True,
-    )  # fmt: skip
+    )
     preds = zip(*(pred[name].tolist() for name in pred_names), strict=True)
     probs = prob.tolist()
     errors = zip(

@@ -84,9 +84,20 @@ def parse_kline(row: Any, *, symbol: str, interval: str) -> Candle:
     try:
         # Positional and without per-field checks: this runs 1,000 times per page.
         candle = Candle(
-            symbol, interval, int(row[0]), dec(row[1]), dec(row[2]), dec(row[3]), dec(row[4]),
-            dec(row[5]), int(row[6]), dec(row[7]), int(row[8]), dec(row[9]), dec(row[10]),
-        )  # fmt: skip
+            symbol,
+            interval,
+            int(row[0]),
+            dec(row[1]),
+            dec(row[2]),
+            dec(row[3]),
+            dec(row[4]),
+            dec(row[5]),
+            int(row[6]),
+            dec(row[7]),
+            int(row[8]),
+            dec(row[9]),
+            dec(row[10]),
+        )
     except (InvalidOperation, TypeError) as exc:
         raise ValueError(f"malformed kline {row!r:.200}: {exc}") from exc
     if not candle.has_sane_values():

@@ -121,8 +121,13 @@ def train_model(
             champion_record = registry.champion(connection, symbol=symbol, interval=interval)
         same_params = previous is not None and previous.params.get("days") == days
         if not force and previous is not None and previous.train_end == newest and same_params:
-            details.update({"skipped": True, "reason": "no new candle since the last training",
-                            "model_id": previous.id})  # fmt: skip
+            details.update(
+                {
+                    "skipped": True,
+                    "reason": "no new candle since the last training",
+                    "model_id": previous.id,
+                }
+            )
             return TrainOutcome(True, previous.id, False, details)
         stage(f"fitting on {len(frame)} candles: features, each target, validation")
         started = now_ms()

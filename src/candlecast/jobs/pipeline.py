@@ -91,18 +91,25 @@ def fill_unpredicted(
             return 0
         start = newest - MAX_BACKFILL_DAYS * DAY_MS + interval_ms(interval)
         missing = predictions.unpredicted(
-            connection, model_id=model_id, symbol=symbol, interval=interval, start=start,
+            connection,
+            model_id=model_id,
+            symbol=symbol,
+            interval=interval,
+            start=start,
             end=newest,
-        )  # fmt: skip
+        )
     if not missing:
         return 0
     bundle = modeling.load_bundle(engine, model_id, cache=models)
     step = interval_ms(interval)
     with engine.connect() as connection:
         history = candle_reads.read_frame(
-            connection, symbol=symbol, interval=interval,
-            start=missing[0] - (FEATURE_WINDOW + 2) * step, end=missing[-1],
-        )  # fmt: skip
+            connection,
+            symbol=symbol,
+            interval=interval,
+            start=missing[0] - (FEATURE_WINDOW + 2) * step,
+            end=missing[-1],
+        )
     predicted = bundle.predict(history)
     fresh = predicted[predicted["open_time"].isin(missing)]
     with write_transaction(engine) as connection:

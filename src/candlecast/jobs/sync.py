@@ -283,9 +283,14 @@ def backfill(
 ) -> SyncReport:
     """Fills the last `days` days of closed candles, fetching only what is missing."""
     return _recorded_sync(
-        engine, source, name="backfill", symbol=symbol, interval=interval, days=days,
+        engine,
+        source,
+        name="backfill",
+        symbol=symbol,
+        interval=interval,
+        days=days,
         on_progress=on_progress,
-    )  # fmt: skip
+    )
 
 
 def ingest(
@@ -301,9 +306,14 @@ def ingest(
 
     The ledger is scored by the refresh that follows (usecases.PairOperations.ingest), once."""
     return _recorded_sync(
-        engine, source, name="ingest", symbol=symbol, interval=interval, days=days,
+        engine,
+        source,
+        name="ingest",
+        symbol=symbol,
+        interval=interval,
+        days=days,
         on_progress=on_progress,
-    )  # fmt: skip
+    )
 
 
 def _recorded_sync(

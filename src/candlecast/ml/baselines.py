@@ -98,12 +98,14 @@ def baseline_returns(frame: pd.DataFrame, interval_ms: int) -> pd.DataFrame:
 def baseline_levels(last_close: pd.Series, returns: pd.DataFrame) -> pd.DataFrame:
     """Price levels base_{open,high,low,close,range}_next and strong_base_{high,low,range}_next."""
     r = returns
-    levels = reconstruct(last_close, r["y_open"], r["y_high"], r["y_low"], r["y_close"],
-                         r["y_range"])  # fmt: skip
+    levels = reconstruct(
+        last_close, r["y_open"], r["y_high"], r["y_low"], r["y_close"], r["y_range"]
+    )
     levels.columns = [f"base_{c}" for c in levels.columns]
     zero = np.zeros(len(r))
-    strong = reconstruct(last_close, zero, r["strong_y_high"], r["strong_y_low"], zero,
-                         r["strong_y_range"])  # fmt: skip
+    strong = reconstruct(
+        last_close, zero, r["strong_y_high"], r["strong_y_low"], zero, r["strong_y_range"]
+    )
     for name in STRONG_TARGETS:
         levels[f"strong_base_{name}_next"] = strong[f"{name}_next"].to_numpy()
     levels.index = last_close.index

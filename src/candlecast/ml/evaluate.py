@@ -293,8 +293,9 @@ def walk_forward(
         keep &= times_all < end_ms
     data = frame.loc[keep].reset_index(drop=True)
     times = data["open_time"].to_numpy(dtype=np.int64)
-    plan = fold_plan(times, folds=folds, train_days=train_days, interval_ms=interval_ms,
-                     test_days=test_days)  # fmt: skip
+    plan = fold_plan(
+        times, folds=folds, train_days=train_days, interval_ms=interval_ms, test_days=test_days
+    )
     all_pairs = []
     per_fold = []
     for number, fold in enumerate(plan, start=1):

@@ -59,10 +59,13 @@ def close_abandoned(engine: Engine, *, finished_at: int) -> int:
                 .values(
                     status=FAILED,
                     finished_at=finished_at,
-                    details={**(details or {}), "error": "abandoned: its process ended "
-                             "without finishing it", "error_type": "Abandoned"},
+                    details={
+                        **(details or {}),
+                        "error": "abandoned: its process ended without finishing it",
+                        "error_type": "Abandoned",
+                    },
                 )
-            )  # fmt: skip
+            )
             closed += 1
     return closed
 

@@ -50,15 +50,18 @@ def test_last_range_centred_on_the_last_close() -> None:
 
 
 def test_rolling_median_of_moves_from_the_previous_close() -> None:
-    frame = _tiny([(100, 101, 99, 100), (100, 102, 99, 100), (100, 104, 98, 100),
-                   (100, 101, 97, 100)])  # fmt: skip
+    frame = _tiny(
+        [(100, 101, 99, 100), (100, 102, 99, 100), (100, 104, 98, 100), (100, 101, 97, 100)]
+    )
     lv = _levels(frame)
     # Moves (log ratios) of rows 1..3 from the previous close 100: up to 102, 104, 101 and down
     # to 99, 98, 97. Row 3's medians over its 12-candle window (rows with a previous close):
     # up to 102, down to 98; range (h - l) / prev close: 0.03, 0.06, 0.04 -> 0.04 -> 4 USD.
     assert STRONG_BASELINE_NAMES == {
-        "high": "median_move_12", "low": "median_move_12", "range": "median_range_12",
-    }  # fmt: skip
+        "high": "median_move_12",
+        "low": "median_move_12",
+        "range": "median_range_12",
+    }
     assert lv.loc[3, "strong_base_high_next"] == pytest.approx(102.0)
     assert lv.loc[3, "strong_base_low_next"] == pytest.approx(98.0)
     assert lv.loc[3, "strong_base_range_next"] == pytest.approx(4.0)
@@ -98,8 +101,11 @@ def test_zero_weight_forecasts_the_gate_baseline(
 ) -> None:
     forced = ModelBundle.from_bytes(bundle.to_bytes())
     forced.weights = dict.fromkeys(forced.weights, 0.0)
-    forced.gate_baselines = {**forced.gate_baselines, "high": "last_range_centred",
-                             "low": "median_move_12"}  # fmt: skip
+    forced.gate_baselines = {
+        **forced.gate_baselines,
+        "high": "last_range_centred",
+        "low": "median_move_12",
+    }
     pred = forced.predict(frame_6d)
     np.testing.assert_allclose(pred["high_next"], pred["base_high_next"])
     np.testing.assert_allclose(pred["low_next"], pred["strong_base_low_next"])

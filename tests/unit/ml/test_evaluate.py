@@ -82,9 +82,17 @@ def test_no_test_candle_is_ever_in_a_training_window(report_and_calls: Any) -> N
 def test_report_schema(report_and_calls: Any) -> None:
     report, _ = report_and_calls
     assert set(report) == {
-        "symbol", "interval", "rows", "folds", "train_days", "targets", "close_interval",
-        "direction", "per_fold", "quantiles",
-    }  # fmt: skip
+        "symbol",
+        "interval",
+        "rows",
+        "folds",
+        "train_days",
+        "targets",
+        "close_interval",
+        "direction",
+        "per_fold",
+        "quantiles",
+    }
     assert report["symbol"] == "SYN" and report["interval"] == "5m"
     assert set(report["targets"]) == {"open", "high", "low", "close", "range"}
     for name, block in report["targets"].items():

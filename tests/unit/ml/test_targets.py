@@ -60,9 +60,13 @@ def test_reconstruction_is_consistent_for_adversarial_inputs() -> None:
 def test_reconstruction_of_contradictory_returns_is_clamped() -> None:
     # Model says close +1% but high only +0.1% and a negative low excursion: still consistent.
     out = reconstruct(
-        np.array([100.0]), np.array([0.0]), np.array([0.001]), np.array([-0.02]),
-        np.array([0.01]), np.array([-1.0]),
-    )  # fmt: skip
+        np.array([100.0]),
+        np.array([0.0]),
+        np.array([0.001]),
+        np.array([-0.02]),
+        np.array([0.01]),
+        np.array([-1.0]),
+    )
     row = out.iloc[0]
     assert row["high_next"] == pytest.approx(row["close_next"])
     assert row["low_next"] == pytest.approx(100.0)
