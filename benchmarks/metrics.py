@@ -34,7 +34,7 @@ from candlecast.api import create_app
 from candlecast.bootstrap import Services
 from candlecast.config import Settings
 from candlecast.jobs import import_file
-from candlecast.metrics import RunTally, read_figures
+from candlecast.metrics.snapshot import RunTally, read_figures
 from candlecast.runtime import Runtime
 from candlecast.store import candle_reads, db, ledger
 from candlecast.store.db import write_transaction

@@ -1,5 +1,5 @@
-"""Candle files: reading dumps, header CSVs and Parquet exports into validated rows, and
-writing CSV and Parquet.
+"""Candle files: reading dumps, header CSVs and Parquet exports into validated rows (writing
+them is files_export's; write_csv and write_parquet are re-exported here).
 
 Header CSVs are read with pandas over chunks; dumps and Parquet go through pyarrow
 (files_arrow). Either way a million candles stream through in bounded memory, and every value
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from candlecast.domain import DataFileError, interval_ms, iso_utc, validate_symbol
+from candlecast.domain import DataFileError, interval_ms, validate_symbol
 from candlecast.exchange.dumps import (
     MICROSECONDS_ABOVE,
     open_binary,
@@ -25,6 +25,8 @@ from candlecast.exchange.dumps import (
     pair_from_name,
     peek_first_line,
 )
+from candlecast.files_export import write_csv as write_csv
+from candlecast.files_export import write_parquet as write_parquet
 from candlecast.store.candle_rows import VALUE_NAMES, CandleRow
 
 if TYPE_CHECKING:
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 
 # The 12 columns of a data.binance.vision kline CSV, in order; the last means nothing.
 DUMP_COLUMNS = ("open_time", *VALUE_NAMES, "ignore")
-EXPORT_COLUMNS = DUMP_COLUMNS[:-1]
 REQUIRED_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
 OPTIONAL_DECIMALS = ("quote_volume", "taker_buy_base", "taker_buy_quote")
 # A header CSV may also name its pair, in every row.
@@ -330,85 +331,3 @@ def _check_order(
     steps = np.diff(times)
     _fail(kind, line + 1, steps <= 0, "open_time does not ascend (duplicate or out of order)")
     return int(times[-1])
-
-
-def _format_row(row: tuple[object, ...]) -> list[str]:
-    open_time, *values = row
-    out = [iso_utc(int(str(open_time)))]
-    for name, value in zip(EXPORT_COLUMNS[1:], values, strict=True):
-        if value is None:
-            out.append("")
-        elif name == "close_time":
-            out.append(iso_utc(int(str(value))))
-        else:
-            out.append(str(value))
-    return out
-
-
-def write_csv(rows: Iterable[tuple[object, ...]], handle: IO[str]) -> int:
-    """Writes exact-string rows as CSV with a header; returns how many rows were written."""
-    writer = csv.writer(handle, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    count = 0
-    for row in rows:
-        writer.writerow(_format_row(row))
-        count += 1
-    return count
-
-
-def write_parquet(
-    rows: Iterable[tuple[object, ...]],
-    path: Path,
-    *,
-    symbol: str,
-    interval: str,
-    batch: int = 100_000,
-) -> int:
-    """Writes rows as Parquet: times as UTC timestamps, prices as their exact strings, and the
-    pair in the file metadata, so that `candlecast import` needs no flags to read it back."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pa.schema(
-        [
-            ("open_time", pa.timestamp("ms", tz="UTC")),
-            *((name, pa.string()) for name in ("open", "high", "low", "close", "volume")),
-            ("close_time", pa.timestamp("ms", tz="UTC")),
-            ("quote_volume", pa.string()),
-            ("trades", pa.int64()),
-            ("taker_buy_base", pa.string()),
-            ("taker_buy_quote", pa.string()),
-        ],
-        metadata={"candlecast.symbol": symbol, "candlecast.interval": interval},
-    )
-    count = 0
-    with pq.ParquetWriter(str(path), schema) as writer:
-        buffer: list[tuple[object, ...]] = []
-        for row in rows:
-            buffer.append(row)
-            if len(buffer) >= batch:
-                writer.write_table(_arrow_table(buffer, schema))
-                count += len(buffer)
-                buffer = []
-        if buffer or count == 0:
-            writer.write_table(_arrow_table(buffer, schema))
-            count += len(buffer)
-    return count
-
-
-def _arrow_table(rows: list[tuple[object, ...]], schema: Any) -> Any:
-    import pyarrow as pa
-
-    columns: list[tuple[object, ...]] = (
-        list(zip(*rows, strict=True)) if rows else [() for _ in EXPORT_COLUMNS]
-    )
-    arrays = []
-    for name, values in zip(EXPORT_COLUMNS, columns, strict=True):
-        if name in {"open_time", "close_time", "trades"}:
-            arrays.append(pa.array([None if v is None else int(str(v)) for v in values]))
-        else:
-            arrays.append(pa.array([None if v is None else str(v) for v in values]))
-    return pa.Table.from_arrays(
-        [array.cast(field.type) for array, field in zip(arrays, schema, strict=True)],
-        schema=schema,
-    )

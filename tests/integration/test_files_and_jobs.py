@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from candlecast import jobs
 from candlecast.domain import DataFileError, InvalidInterval, iso_utc, parse_iso_utc
-from candlecast.files import write_csv
+from candlecast.files_export import write_csv
 from candlecast.rollup import roll_up
 from candlecast.store import candle_reads, gaps, runs
 from tests.shared_data import shared_data_path

@@ -3,30 +3,24 @@
 - The REST kline parser and the WebSocket decoder keep every decimal string exactly, and turn
   malformed input into their documented outcome (ValueError for REST, which the client retries
   and then reports as ExchangeUnavailable; a skipped message for the stream), never a crash.
-- The dump and header CSV readers round-trip candles exactly (µs or ms timestamps, ISO or epoch
-  times) and refuse a corrupted file with DataFileError naming the line.
 - Interval arithmetic: alignment, close_time = open + interval - 1, next and previous opens.
+
+The file readers' properties are in test_file_properties.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
-import tempfile
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from candlecast.domain import (
     INTERVAL_MS,
-    CandlecastError,
-    DataFileError,
     InvalidInterval,
     close_time_of,
     floor_open_time,
@@ -36,57 +30,20 @@ from candlecast.domain import (
     parse_iso_utc,
     validate_interval,
 )
-from candlecast.exchange.rest import parse_kline, parse_klines
+from candlecast.exchange.rest_responses import parse_kline, parse_klines
 from candlecast.exchange.stream import KlineClosed, KlineStream, KlineUpdate
-from candlecast.files import describe, read_chunks
+from tests.unit.strategies import (
+    FIRST_MS,
+    LAST_MS,
+    OPTIONAL,
+    PROPERTY,
+    VALUES,
+    candle_fields,
+)
 
-PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-FILES = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-# Binance's first candles (2017) to well past today, in ms.
-FIRST_MS, LAST_MS = 1_500_000_000_000, 4_000_000_000_000
 # Intervals whose open times are multiples of their length since the epoch (1w opens on
 # Mondays and the epoch was a Thursday; floor_open_time is documented for intervals up to 1d).
 ALIGNED = [name for name, step in INTERVAL_MS.items() if step <= 86_400_000]
-
-
-@st.composite
-def decimal_text(draw: st.DrawFn, *, low: int = 0, high: int = 10**7) -> str:
-    """A non-negative decimal string as Binance writes one: digits, a point, up to 8 places
-    (trailing zeros kept)."""
-    whole = draw(st.integers(low, high))
-    places = draw(st.integers(0, 8))
-    if places == 0:
-        return str(whole)
-    fraction = draw(st.integers(0, 10**places - 1))
-    return f"{whole}.{fraction:0{places}d}"
-
-
-@st.composite
-def candle_fields(draw: st.DrawFn, interval: str = "5m") -> dict[str, Any]:
-    """One consistent candle: aligned open time, high >= open/close >= low, exact strings."""
-    step = interval_ms(interval)
-    open_time = draw(st.integers(FIRST_MS // step, LAST_MS // step)) * step
-    prices = sorted(Decimal(draw(decimal_text(low=1))) for _ in range(4))
-    texts = [format_decimal(price) for price in prices]
-    low, a, b, high = texts
-    open_, close = (a, b) if draw(st.booleans()) else (b, a)
-    return {
-        "open_time": open_time,
-        "open": open_,
-        "high": high,
-        "low": low,
-        "close": close,
-        "volume": draw(decimal_text()),
-        "close_time": open_time + step - 1,
-        "quote_volume": draw(decimal_text()),
-        "trades": draw(st.integers(0, 10**7)),
-        "taker_buy_base": draw(decimal_text()),
-        "taker_buy_quote": draw(decimal_text()),
-    }
-
-
-VALUES = ("open", "high", "low", "close", "volume")
-OPTIONAL = ("quote_volume", "taker_buy_base", "taker_buy_quote")
 
 
 def _rest_row(fields: dict[str, Any]) -> list[Any]:
@@ -225,151 +182,6 @@ def test_stream_events_keep_every_decimal_string_exactly(
 def test_stream_decoder_skips_malformed_messages_and_never_raises(raw: str | bytes) -> None:
     event = _stream()._decode(raw)
     assert event is None or isinstance(event, KlineClosed | KlineUpdate)
-
-
-# --- The dump and header CSV readers ---------------------------------------------------------
-
-
-def _read(text: str, name: str) -> list[tuple[Any, ...]]:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / name
-        path.write_text(text, encoding="utf-8")
-        kind = describe(path, symbol=None, interval=None)
-        return [row for chunk in read_chunks(kind, chunk_rows=7) for row in chunk]
-
-
-def _series(first: dict[str, Any], count: int, step: int) -> list[dict[str, Any]]:
-    return [
-        {
-            **first,
-            "open_time": first["open_time"] + i * step,
-            "close_time": first["close_time"] + i * step,
-        }
-        for i in range(count)
-    ]
-
-
-def _expected(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [
-        (
-            r["open_time"],
-            *(r[n] for n in VALUES),
-            r["close_time"],
-            r["quote_volume"],
-            r["trades"],
-            r["taker_buy_base"],
-            r["taker_buy_quote"],
-        )
-        for r in rows
-    ]
-
-
-@FILES
-@given(candle_fields(), st.integers(1, 20), st.booleans())
-def test_dump_csv_round_trips_with_ms_or_us_timestamps(
-    first: dict[str, Any], count: int, microseconds: bool
-) -> None:
-    rows = _series(first, count, 300_000)
-    scale = 1000 if microseconds else 1
-    lines = [
-        ",".join(
-            str(v)
-            for v in (
-                r["open_time"] * scale,
-                *(r[n] for n in VALUES),
-                r["close_time"] * scale + (999 if microseconds else 0),
-                r["quote_volume"],
-                r["trades"],
-                r["taker_buy_base"],
-                r["taker_buy_quote"],
-                "0",
-            )
-        )
-        for r in rows
-    ]
-    assert _read("\n".join(lines) + "\n", "BTCUSDT-5m-2025-09.csv") == _expected(rows)
-
-
-@FILES
-@given(candle_fields(), st.integers(1, 20), st.booleans(), st.booleans())
-def test_header_csv_round_trips_with_iso_or_epoch_times(
-    first: dict[str, Any], count: int, iso: bool, crlf: bool
-) -> None:
-    rows = _series(first, count, 300_000)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n" if crlf else "\n")
-    names = [
-        "open_time",
-        *VALUES,
-        "close_time",
-        "quote_volume",
-        "trades",
-        "taker_buy_base",
-        "taker_buy_quote",
-    ]
-    writer.writerow(names)
-    for r in rows:
-        times = {n: iso_utc(r[n]) if iso else r[n] for n in ("open_time", "close_time")}
-        writer.writerow([{**r, **times}[n] for n in names])
-    assert _read(buffer.getvalue(), "BTCUSDT-5m-2025-09-export.csv") == _expected(rows)
-
-
-CORRUPTIONS = st.sampled_from(
-    [
-        ("open", "abc"),
-        ("high", "-1"),
-        ("low", "NaN"),
-        ("close", "inf"),
-        ("volume", ""),
-        ("open_time", "12:00"),
-        ("open_time", "+1"),
-        ("trades", "1.5"),
-        ("quote_volume", "x1"),
-    ]
-)
-
-
-@FILES
-@given(candle_fields(), st.integers(2, 12), st.data(), CORRUPTIONS, st.booleans())
-def test_a_corrupted_line_is_refused_naming_it(
-    first: dict[str, Any],
-    count: int,
-    data: st.DataObject,
-    corruption: tuple[str, str],
-    header: bool,
-) -> None:
-    rows = _series(first, count, 300_000)
-    broken = data.draw(st.integers(0, count - 1))
-    name, value = corruption
-    rows[broken] = {**rows[broken], name: value}
-    names = [
-        "open_time",
-        *VALUES,
-        "close_time",
-        "quote_volume",
-        "trades",
-        "taker_buy_base",
-        "taker_buy_quote",
-    ]
-    lines = [",".join(str(r[n]) for n in names) + ("" if header else ",0") for r in rows]
-    text = "\n".join(([",".join(names)] if header else []) + lines) + "\n"
-    with pytest.raises(DataFileError) as refused:
-        _read(text, "BTCUSDT-5m-2025-09.csv")
-    # Header CSVs count the header as line 1; a dump's first candle is line 1.
-    expected_line = broken + (2 if header else 1)
-    assert refused.value.line in (None, expected_line), (refused.value, expected_line)
-
-
-@FILES
-@given(st.binary(min_size=1, max_size=200))
-def test_any_bytes_are_read_or_refused_with_data_file_error(raw: bytes) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "BTCUSDT-5m-2025-09.csv"
-        path.write_bytes(raw)
-        with contextlib.suppress(CandlecastError):
-            kind = describe(path, symbol=None, interval=None)
-            for _chunk in read_chunks(kind):
-                pass
 
 
 # --- Interval arithmetic and times -----------------------------------------------------------

@@ -22,7 +22,8 @@ from candlecast.domain import (
     RestrictedLocation,
     format_decimal,
 )
-from candlecast.exchange.rest import BinanceRest, parse_kline
+from candlecast.exchange.rest import BinanceRest
+from candlecast.exchange.rest_responses import parse_kline
 
 STEP = 300_000
 T0 = 1_751_155_200_000  # 2025-06-29T00:00:00Z

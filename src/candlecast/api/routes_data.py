@@ -13,7 +13,7 @@ from candlecast.api.context import ApiContext, BadParameter, Context, PairDep, p
 from candlecast.api.schemas import CandleOut, CandlesResponse, ForecastResponse, ModelsResponse
 from candlecast.api.shaping import baselines_of, clean, iso
 from candlecast.domain import Pair, interval_ms
-from candlecast.files import write_csv
+from candlecast.files_export import write_csv
 from candlecast.store import candle_reads, ledger, registry
 
 router = APIRouter(prefix="/api", tags=["data"])

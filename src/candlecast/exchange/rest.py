@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -17,20 +17,22 @@ import httpx
 
 from candlecast.config import Settings
 from candlecast.domain import (
-    BINANCE_BASE_URLS,
     Candle,
-    ExchangeBlocked,
-    ExchangeRejected,
     ExchangeUnavailable,
-    InvalidInterval,
     InvalidSymbol,
     IPBanned,
     RateLimited,
-    RestrictedLocation,
     interval_ms,
     validate_symbol,
 )
 from candlecast.exchange.governor import ConcurrencyGate, WeightGovernor
+from candlecast.exchange.rest_responses import (
+    SymbolInfo,
+    parse_kline,
+    parse_klines,
+    raise_rejected,
+    retry_after,
+)
 
 T = TypeVar("T")
 PAGE_LIMIT = 1000
@@ -50,16 +52,6 @@ class RestStats:
     throttle_seconds: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class SymbolInfo:
-    """The exchangeInfo fields candlecast cares about."""
-
-    symbol: str
-    status: str
-    base_asset: str
-    quote_asset: str
-
-
 class RequestObserver(Protocol):
     """Told about every HTTP attempt (for metrics): the path, the status code or "error" when
     no answer came, and the weight the exchange says was used this minute."""
@@ -74,60 +66,6 @@ class _RetryableError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
-
-
-def parse_kline(row: Any, *, symbol: str, interval: str) -> Candle:
-    """Parses one 12-field kline array, keeping prices exactly as the exchange wrote them."""
-    if not isinstance(row, list) or len(row) < 11:
-        raise ValueError(f"a kline must be an array of 12 fields, got {row!r:.200}")
-    dec = Decimal
-    try:
-        # Positional and without per-field checks: this runs 1,000 times per page.
-        candle = Candle(
-            symbol,
-            interval,
-            int(row[0]),
-            dec(row[1]),
-            dec(row[2]),
-            dec(row[3]),
-            dec(row[4]),
-            dec(row[5]),
-            int(row[6]),
-            dec(row[7]),
-            int(row[8]),
-            dec(row[9]),
-            dec(row[10]),
-        )
-    except (InvalidOperation, TypeError) as exc:
-        raise ValueError(f"malformed kline {row!r:.200}: {exc}") from exc
-    if not candle.has_sane_values():
-        raise ValueError(f"malformed kline {row!r:.200}: a price or volume is NaN or negative")
-    return candle
-
-
-def parse_klines(payload: Any, *, symbol: str, interval: str) -> list[Candle]:
-    """Parses a klines response body."""
-    if not isinstance(payload, list):
-        raise ValueError(f"klines response is not an array: {payload!r:.200}")
-    return [parse_kline(row, symbol=symbol, interval=interval) for row in payload]
-
-
-def _retry_after(response: httpx.Response, default: float) -> float:
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", "")))
-    except ValueError:
-        return default
-
-
-def _error_body(response: httpx.Response) -> tuple[int | None, str]:
-    try:
-        body = response.json()
-    except ValueError:
-        return None, response.text[:200]
-    if isinstance(body, dict):
-        code = body.get("code")
-        return (code if isinstance(code, int) else None), str(body.get("msg", body))
-    return None, str(body)[:200]
 
 
 class BinanceRest:
@@ -373,39 +311,18 @@ class BinanceRest:
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise _RetryableError(f"malformed response body: {exc}") from exc
         if status == 429:
-            delay = _retry_after(response, 1.0)
+            delay = retry_after(response, 1.0)
             self.governor.pause(delay)
             raise _RetryableError(f"HTTP 429, Retry-After {delay:g} s", delay=delay)
         if status == 418:
-            until_ms = int((self._wall() + _retry_after(response, 120.0)) * 1000)
+            until_ms = int((self._wall() + retry_after(response, 120.0)) * 1000)
             self.governor.ban(until_ms / 1000)
             if self._on_ban is not None:
                 self._on_ban(until_ms)
             raise IPBanned(until_ms)
-        if status == 451:
-            raise RestrictedLocation(
-                f"{self.base_url} refuses service from this location (HTTP 451: restricted "
-                f"location, e.g. the United States). Set CANDLECAST_BINANCE_URL to another "
-                f"Binance endpoint reachable from here: {BINANCE_BASE_URLS}. Binance.US "
-                "(https://api.binance.us) is a separate market: never mix its candles in."
-            )
-        if status == 403:
-            raise ExchangeBlocked(
-                f"{self.base_url} blocked the request (HTTP 403, WAF); slow down or change IP"
-            )
         if status >= 500:
             raise _RetryableError(f"HTTP {status}")
-        code, msg = _error_body(response)
-        rejected = ExchangeRejected(status, code, msg)
-        if code == -1121:
-            raise InvalidSymbol(
-                f"{self.base_url} does not know symbol {params.get('symbol')!r}: {msg}"
-            ) from rejected
-        if code == -1120:
-            raise InvalidInterval(
-                f"{self.base_url} rejected interval {params.get('interval')!r}: {msg}"
-            ) from rejected
-        raise rejected
+        raise_rejected(response, base_url=self.base_url, params=params)
 
     def _count(self, *, calls: int = 0, retries: int = 0, weight: int | None = None) -> None:
         with self._lock:

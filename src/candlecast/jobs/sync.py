@@ -1,4 +1,5 @@
-"""Candle jobs over the store and the exchange: backfill, ingest, reconcile and import.
+"""Candle jobs over the store and the exchange: backfill, ingest and reconcile (importing a
+file is jobs.imports', re-exported here).
 
 Each job is recorded in job_runs with structured details. Candle windows are computed from the
 exchange's clock (GET /api/v3/time), never the local one, so a skewed local clock or a
@@ -10,22 +11,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
 from candlecast.domain import Candle, interval_ms, iso_utc
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
+from candlecast.jobs.imports import ImportReport as ImportReport
+from candlecast.jobs.imports import import_file as import_file
 from candlecast.store import candle_reads, candle_rows, gaps
 from candlecast.store import candles as candle_store
 from candlecast.store import gaps as gap_store
 from candlecast.store.candles import WriteResult
 from candlecast.store.db import write_transaction
 from candlecast.store.gaps import Gap
-
-if TYPE_CHECKING:
-    from candlecast.files import FileKind
 
 log = logging.getLogger(__name__)
 
@@ -386,60 +385,3 @@ def reconcile(
         details["checked"] = report.fetched
         details["missing_filled"] = report.written.inserted
     return report
-
-
-@dataclass
-class ImportReport:
-    """What importing one file did."""
-
-    path: str
-    symbol: str
-    interval: str
-    source: str
-    written: WriteResult
-
-
-def import_file(
-    engine: Engine,
-    *,
-    path: Path,
-    symbol: str | None,
-    interval: str | None,
-    fallback: tuple[str, str] | None = None,
-    on_progress: ProgressCallback | None = None,
-) -> ImportReport:
-    """Loads one dump or CSV file in one transaction: all of it, or nothing."""
-    # Imported here: file parsing needs pandas, which the network sync jobs never load.
-    from candlecast.files import describe, read_chunks
-
-    kind: FileKind = describe(path, symbol=symbol, interval=interval, fallback=fallback)
-    with recorded_run(engine, name="import", symbol=kind.symbol, interval=kind.interval) as details:
-        details["path"] = str(path)
-        written = WriteResult()
-        fetched_at = now_ms()
-        with write_transaction(engine) as connection:
-            for chunk in read_chunks(kind):
-                written.add(
-                    candle_store.upsert_candles(
-                        connection,
-                        symbol=kind.symbol,
-                        interval=kind.interval,
-                        rows=chunk,
-                        source=kind.source,
-                        fetched_at=fetched_at,
-                    )
-                )
-                if on_progress is not None:
-                    on_progress(len(chunk))
-        details.update(
-            {
-                "source": kind.source,
-                "rows": written.received,
-                "inserted": written.inserted,
-                "repaired": written.repaired,
-                "enriched": written.enriched,
-                "unchanged": written.unchanged,
-                "repaired_sample": written.repaired_sample,
-            }
-        )
-    return ImportReport(str(path), kind.symbol, kind.interval, kind.source, written)

@@ -1,10 +1,4 @@
-"""Prometheus metrics for one process: a registry owned by a Metrics object, never a global.
-
-Events (exchange requests, stream messages, HTTP requests) are counted as they happen, through
-small observer hooks the exchange clients and the HTTP middleware call. Figures that live in
-the database (candles, repairs, job runs, the ledger) are read when scraped, by a collector that
-keeps them for `ttl` seconds and never makes a scrape wait long for the database.
-"""
+"""The Prometheus collector for database figures and runtime state, read at scrape time."""
 
 from __future__ import annotations
 
@@ -12,10 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -25,98 +16,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from candlecast.config import Settings
 from candlecast.domain import interval_ms
+from candlecast.metrics.snapshot import Figures, RunTally, read_figures
 from candlecast.runtime import Runtime
-from candlecast.store import figures
 
 log = logging.getLogger(__name__)
 
-HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-JOB_BUCKETS = (0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
-MAE_WINDOW_MS = 86_400_000
-# A job run is folded into the running totals once finished and started this long ago: a run
-# is committed as it starts, so no run with a lower id can still appear after that.
-SETTLE_MS = 120_000
-K = TypeVar("K")
 PAIR = ("symbol", "interval")
-
-
-@dataclass(frozen=True)
-class Figures:
-    """Everything read from the database in one refresh."""
-
-    read_at: float
-    seconds: float
-    candles: list[figures.PairCandles] = field(default_factory=list)
-    repaired: dict[tuple[str, str], int] = field(default_factory=dict)
-    unfillable: dict[tuple[str, str], int] = field(default_factory=dict)
-    jobs: list[figures.JobRunFigures] = field(default_factory=list)
-    running: dict[str, int] = field(default_factory=dict)
-    forecasts: list[figures.PairForecasts] = field(default_factory=list)
-
-
-def _add_jobs(
-    into: dict[tuple[str, str], figures.JobRunFigures], found: list[figures.JobRunFigures]
-) -> dict[tuple[str, str], figures.JobRunFigures]:
-    for figure in found:
-        key = (figure.job, figure.status)
-        old = into.get(key)
-        if old is not None:
-            buckets = tuple(
-                (bound, a + b)
-                for (bound, a), (_, b) in zip(old.buckets, figure.buckets, strict=True)
-            )
-            runs, seconds = old.runs + figure.runs, old.seconds + figure.seconds
-            figure = figures.JobRunFigures(figure.job, figure.status, runs, seconds, buckets)
-        into[key] = figure
-    return into
-
-
-def _add_counts(into: dict[K, int], found: dict[K, int]) -> dict[K, int]:
-    for key, count in found.items():
-        into[key] = into.get(key, 0) + count
-    return into
-
-
-@dataclass
-class RunTally:
-    """Job-run figures folded in for good up to a settled run id, so that a refresh reads only
-    the runs after it instead of the whole (ever-growing) job_runs table."""
-
-    upto: int = 0
-    jobs: dict[tuple[str, str], figures.JobRunFigures] = field(default_factory=dict)
-    repaired: dict[tuple[str, str], int] = field(default_factory=dict)
-
-
-def read_figures(engine: Engine, tally: RunTally | None = None) -> Figures:
-    """Reads every database figure /metrics shows, in one connection; `tally` (updated here)
-    carries the job runs already counted by earlier reads."""
-    tally = tally if tally is not None else RunTally()
-    started = time.monotonic()
-    young_from = time.time_ns() // 1_000_000 - SETTLE_MS
-    with engine.connect() as connection:
-        candles = figures.pair_candles(connection)
-        settled = figures.settled_run_id(connection, after=tally.upto, young_from=young_from)
-        if settled > tally.upto:
-            span = {"after": tally.upto, "upto": settled}
-            runs = figures.job_runs_by_status(connection, bounds=JOB_BUCKETS, **span)
-            repairs = figures.repaired_candles(connection, **span)
-            # Applied together, after both reads: a failed read folds in nothing.
-            _add_jobs(tally.jobs, runs)
-            _add_counts(tally.repaired, repairs)
-            tally.upto = settled
-        recent = figures.job_runs_by_status(connection, bounds=JOB_BUCKETS, after=tally.upto)
-        jobs = list(_add_jobs(dict(tally.jobs), recent).values())
-        recent_repairs = figures.repaired_candles(connection, after=tally.upto)
-        repaired = _add_counts(dict(tally.repaired), recent_repairs)
-        running = figures.running_jobs(connection, after=tally.upto)
-        unfillable = figures.unfillable_candles(connection)
-        ledger = figures.pair_forecasts(connection, window_ms=MAE_WINDOW_MS)
-    finished = time.monotonic()
-    return Figures(
-        finished, finished - started, candles, repaired, unfillable, jobs, running, ledger
-    )
 
 
 class StoreCollector(Collector):
@@ -319,83 +225,3 @@ def _ledger_families(snapshot: Figures) -> Iterator[Metric]:
         if pair.persistence_mae is not None:
             mae.add_metric([*labels, "persistence"], pair.persistence_mae)
     yield from (recorded, scored, mae, window)
-
-
-class Metrics:
-    """One process's registry, and the hooks the exchange clients and middleware report to."""
-
-    def __init__(self, *, engine: Engine, runtime: Runtime, settings: Settings) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        registry = self.registry
-        self.exchange_requests = Counter(
-            "candlecast_exchange_requests",
-            "HTTP requests to the exchange, by endpoint and status (error: no answer)",
-            ("endpoint", "status"),
-            registry=registry,
-        )
-        self.exchange_weight_used = Gauge(
-            "candlecast_exchange_weight_used",
-            "Request weight used this minute, as the exchange last reported it",
-            registry=registry,
-        )
-        self.exchange_weight_limit = Gauge(
-            "candlecast_exchange_weight_limit",
-            "The per-minute request weight candlecast keeps under (Binance allows 6,000)",
-            registry=registry,
-        )
-        self.exchange_weight_limit.set(settings.weight_budget_per_minute)
-        self.stream_connections = Counter(
-            "candlecast_stream_connections",
-            "Kline WebSocket connections opened",
-            registry=registry,
-        )
-        self.stream_reconnects = Counter(
-            "candlecast_stream_reconnects",
-            "Kline WebSocket connections opened after a disconnect",
-            registry=registry,
-        )
-        self.stream_messages = Counter(
-            "candlecast_stream_messages",
-            "Messages received on the kline WebSocket",
-            registry=registry,
-        )
-        self.http_requests = Counter(
-            "candlecast_http_requests",
-            "HTTP requests served, by method, route template and status",
-            ("method", "route", "status"),
-            registry=registry,
-        )
-        self.http_duration = Histogram(
-            "candlecast_http_request_duration_seconds",
-            "Time to serve an HTTP request, by method and route template",
-            ("method", "route"),
-            buckets=HTTP_BUCKETS,
-            registry=registry,
-        )
-        self.store = StoreCollector(engine, runtime)
-        registry.register(self.store)
-
-    def exchange_request(self, endpoint: str, status: str, weight_used: int | None) -> None:
-        """Counts one request to the exchange (BinanceRest's observer hook)."""
-        self.exchange_requests.labels(endpoint, status).inc()
-        if weight_used is not None:
-            self.exchange_weight_used.set(weight_used)
-
-    def stream_connected(self, *, reconnect: bool) -> None:
-        """Counts a WebSocket connection (KlineStream's observer hook)."""
-        self.stream_connections.inc()
-        if reconnect:
-            self.stream_reconnects.inc()
-
-    def stream_message(self) -> None:
-        """Counts one WebSocket message (KlineStream's observer hook)."""
-        self.stream_messages.inc()
-
-    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Counts one served HTTP request (the metrics middleware's hook)."""
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_duration.labels(method, route).observe(seconds)
-
-    def render(self) -> bytes:
-        """The registry in Prometheus' text format."""
-        return generate_latest(self.registry)
