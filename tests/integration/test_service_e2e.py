@@ -71,6 +71,8 @@ class Processes:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.started: list[subprocess.Popen[bytes]] = []
+        # How much of each log an assertion message shows.
+        self.tail = 4000
 
     def start(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.tmp_path / f"proc-{len(self.started)}.log").open("wb")
@@ -86,7 +88,7 @@ class Processes:
 
     def logs(self) -> str:
         return "\n".join(
-            path.read_text(errors="replace")[-4000:]
+            path.read_text(errors="replace")[-self.tail :]
             for path in sorted(self.tmp_path.glob("proc-*.log"))
         )
 

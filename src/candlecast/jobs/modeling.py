@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
-from candlecast.domain import CandlecastError, ExchangeError, interval_ms
+from candlecast.domain import CandlecastError, ExchangeError, interval_ms, iso_utc
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
 from candlecast.jobs.model_cache import ModelCache
 from candlecast.ml.bundle import ModelBundle
@@ -272,6 +272,16 @@ def forecast_next(
     )
     with write_transaction(engine) as connection:
         recorded = ledger.record(connection, forecast=forecast, close_time=newest + 2 * step - 1)
+    lateness = 0 if exchange_now is None else exchange_now - (newest + 2 * step - 1)
+    if not recorded and lateness > 0:
+        # Not an error (hindsight never enters the ledger), but a sign the service lags.
+        log.warning(
+            "%s %s: the forecast of %s came %d ms after that candle closed; not recorded",
+            symbol,
+            interval,
+            iso_utc(newest + step),
+            lateness,
+        )
     return forecast.__dict__ if recorded else None
 
 
