@@ -17,8 +17,6 @@ from sqlalchemy import Engine
 
 from candlecast.domain import Candle, interval_ms, iso_utc
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
-from candlecast.jobs.imports import ImportReport as ImportReport
-from candlecast.jobs.imports import import_file as import_file
 from candlecast.store import candle_reads, candle_rows, gaps
 from candlecast.store import candles as candle_store
 from candlecast.store import gaps as gap_store

@@ -31,7 +31,7 @@ from candlecast.domain import (
     iso_utc,
 )
 from candlecast.hints import exchange_hint
-from candlecast.jobs import pipeline, sync
+from candlecast.jobs import imports, pipeline, sync
 from candlecast.jobs.common import now_ms
 from candlecast.jobs.model_cache import ModelCache
 from candlecast.jobs.sync import KlineSource, ProgressCallback
@@ -236,7 +236,7 @@ class PairOperations:
         on_progress: ProgressCallback | None = None,
     ) -> ImportResult:
         """Loads one dump or CSV file (all of it or nothing), then refreshes its pair."""
-        report = sync.import_file(
+        report = imports.import_file(
             self.engine,
             path=path,
             symbol=pair.symbol if pair else None,

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from candlecast.domain import Pair
-from candlecast.jobs.sync import ImportReport, SyncReport
+from candlecast.jobs.imports import ImportReport
+from candlecast.jobs.sync import SyncReport
 
 
 @dataclass(frozen=True, slots=True)
