@@ -191,7 +191,9 @@ def metrics(context: Context, pair: PairDep) -> MetricsResponse:
         run = next(
             (
                 r
-                for r in runs.recent_runs(connection, name="train", limit=200)
+                for r in runs.recent_runs(
+                    connection, name="train", limit=200, pair=(pair.symbol, pair.interval)
+                )
                 if r.details.get("model_id") == record.id and r.status == runs.OK
             ),
             None,

@@ -143,15 +143,16 @@ def jobs(
 ) -> JobsResponse:
     """Recent job runs of the pair (and pair-less ones) with details, and scheduled next runs."""
     with context.services.engine.connect() as connection:
-        found = runs.recent_runs(connection, limit=limit * 4, name=name)
-    mine = [
-        r for r in found if r.symbol in (None, pair.symbol) and r.interval in (None, pair.interval)
-    ]
+        mine = runs.recent_runs(
+            connection, limit=limit, name=name, pair=(pair.symbol, pair.interval)
+        )
     snapshot = context.runtime.snapshot()
+    # The schedule holds every pair's jobs: the page of one pair shows that pair's.
+    upcoming = [run for run in snapshot["next_runs"] if run.get("pair") in (None, str(pair))]
     return JobsResponse.model_validate(
         {
             "runs": [_job_out(r) for r in mine[:limit]],
-            "next_runs": clean(snapshot["next_runs"]),
+            "next_runs": clean(upcoming),
             "scheduler_enabled": snapshot["scheduler_enabled"],
             "scheduler_running": snapshot["scheduler_running"],
         }

@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from candlecast.store.db import write_transaction
 from candlecast.store.tables import job_runs
@@ -113,12 +113,25 @@ def finish_run(
 
 
 def recent_runs(
-    connection: Connection, *, limit: int = 50, name: str | None = None
+    connection: Connection,
+    *,
+    limit: int = 50,
+    name: str | None = None,
+    pair: tuple[str, str] | None = None,
 ) -> list[JobRun]:
-    """The newest job runs first."""
+    """The newest job runs first; with `pair` (symbol, interval), that pair's and pair-less
+    ones only."""
     query = select(job_runs).order_by(job_runs.c.id.desc()).limit(limit)
     if name is not None:
         query = query.where(job_runs.c.name == name)
+    if pair is not None:
+        symbol, interval = pair
+        query = query.where(
+            or_(
+                and_(job_runs.c.symbol == symbol, job_runs.c.interval == interval),
+                job_runs.c.symbol.is_(None),
+            )
+        )
     return [JobRun(**row._mapping) for row in connection.execute(query)]
 
 
