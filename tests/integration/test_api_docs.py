@@ -15,7 +15,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 def test_every_openapi_route_is_documented(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'docs.db'}"
-    services = Services(settings=Settings(database_url=url), engine=db.create_store_engine(url))
+    engine = db.create_store_engine(url)
+    db.upgrade(engine)  # create_app seeds the followed pairs into the pairs table
+    services = Services(settings=Settings(database_url=url), engine=engine)
     schema = create_app(services, Runtime()).openapi()
     text = DOCS.read_text()
     missing = [
