@@ -14,6 +14,7 @@ from candlecast.config import Settings
 from candlecast.store import bans, db, locks
 
 if TYPE_CHECKING:
+    from candlecast.exchange.governor import WeightGovernor
     from candlecast.exchange.rest import BinanceRest
     from candlecast.jobs.isolated import TrainingPool
     from candlecast.jobs.model_cache import ModelCache
@@ -36,6 +37,8 @@ class Services:
     clock: ExchangeClock = field(default_factory=ExchangeClock)
     # This process's Prometheus registry (built by create_app); exchange clients report to it.
     metrics: Metrics | None = None
+    # One weight budget for every exchange client of this process: they share one IP.
+    governor: WeightGovernor = field(init=False)
     # Decoded model bundles, for every job and route of this process that loads one.
     models: ModelCache = field(init=False)
     # The warm training children (settings.train_workers at most), started as trainings need
@@ -51,6 +54,13 @@ class Services:
         self.training = TrainingPool(workers=self.settings.train_workers)
         # The engine carries its job-lock configuration: state folder, in-memory lock table.
         locks.configure(self.engine, self.settings.state_dir)
+        from candlecast.exchange.governor import WeightGovernor
+
+        self.governor = WeightGovernor(
+            budget_per_minute=self.settings.weight_budget_per_minute,
+            sleep=time.sleep,
+            wall_clock=time.time,
+        )
 
     def exchange(self) -> BinanceRest:
         """A new REST client for the configured exchange; close it when done."""
@@ -65,6 +75,7 @@ class Services:
             banned_until_ms=until,
             on_ban=self._record_ban,
             observer=self.metrics,
+            governor=self.governor,
         )
 
     def _record_ban(self, until_ms: int) -> None:

@@ -137,6 +137,8 @@ def test_backfill_stores_marks_records_and_notifies(memory_engine: Engine) -> No
     assert closed.gap_filled and stored(memory_engine, pair) == 291  # all closed by now
     ops.unfollow(pair, purge=True)
     assert stored(memory_engine, pair) == 0
+    # Purged, it stays removed though the configuration names it.
+    assert ops.seed_pairs() == [] and pair not in ops.followed()
 
 
 def test_an_exchange_failure_is_tracked_per_pair_and_cleared(memory_engine: Engine) -> None:

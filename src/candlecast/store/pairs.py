@@ -96,8 +96,10 @@ def add(connection: Connection, pair: Pair, *, added_at: int) -> bool:
                 added_at=added_at,
             )
             .on_conflict_do_nothing()
+            # RETURNING says whether the row went in: psycopg reports rowcount -1 here.
+            .returning(pairs.c.symbol)
         )
-        return inserted.rowcount > 0
+        return inserted.first() is not None
     if row.removed_at is None:
         return False
     connection.execute(
@@ -135,8 +137,9 @@ def mark_backfilled(connection: Connection, pair: Pair, *, at: int) -> None:
     )
 
 
-def purge(connection: Connection, pair: Pair) -> dict[str, int]:
-    """Deletes every row that belongs to the pair: candles, models, forecasts, runs, gaps."""
+def purge(connection: Connection, pair: Pair, *, removed_at: int) -> dict[str, int]:
+    """Deletes every row that belongs to the pair (candles, models, forecasts, runs, gaps) and
+    marks it removed; the mark keeps a pair named in CANDLECAST_PAIRS from coming back."""
     of_pair = and_(models.c.symbol == pair.symbol, models.c.interval == pair.interval)
     model_ids = select(models.c.id).where(of_pair)
     # An artifact is content-addressed: keep it while another pair's model still uses it.
@@ -171,5 +174,5 @@ def purge(connection: Connection, pair: Pair) -> dict[str, int]:
         ),
     ):
         counts[name] = connection.execute(delete(table).where(condition)).rowcount
-    connection.execute(delete(pairs).where(*_key(pair)))
+    remove(connection, pair, removed_at=removed_at)
     return counts

@@ -158,7 +158,7 @@ class PairOperations:
         with write_transaction(self.engine) as connection:
             if purge:
                 removed = pair_store.is_followed(connection, pair)
-                counts = pair_store.purge(connection, pair) if removed else {}
+                counts = pair_store.purge(connection, pair, removed_at=now_ms()) if removed else {}
             else:
                 removed = pair_store.remove(connection, pair, removed_at=now_ms())
                 counts = {}
