@@ -13,6 +13,7 @@ from sqlalchemy.pool import StaticPool
 
 from candlecast.config import Settings
 from candlecast.domain import (
+    ExchangeRejected,
     ExchangeUnavailable,
     JobAlreadyRunning,
     Pair,
@@ -192,3 +193,14 @@ def test_a_closed_candle_of_the_stream_is_stored_once(memory_engine: Engine) -> 
             select(func.count()).select_from(candles).where(candles.c.symbol == pair.symbol)
         ).scalar_one()
     assert count == 1
+
+
+def test_a_refused_request_concerns_only_its_pair(memory_engine: Engine) -> None:
+    pair = Pair("GONEUSDT", "5m")
+    exchange = MemoryExchange([pair], now_ms=NOW, history_ms=3 * STEP)
+    ops, _ = operations_for(memory_engine, exchange, configured=str(pair))
+    exchange.failure = ExchangeRejected(400, -1121, "Invalid symbol.")
+    with pytest.raises(ExchangeRejected):
+        ops.ingest(pair)
+    assert ops.runtime.pairs.get(pair).error is not None
+    assert ops.runtime.exchange_error is None

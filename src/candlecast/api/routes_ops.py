@@ -73,6 +73,9 @@ async def health(context: Context, pair: PairDep) -> Response:
         problems.append("scheduler enabled but not running")
     if snapshot["exchange_error"]:
         problems.append(f"exchange unreachable: {snapshot['exchange_error']}")
+    failure = context.runtime.pairs.get(pair).error
+    if failure and failure != snapshot["exchange_error"]:
+        problems.append(f"{pair} failing: {failure}")
     body = {
         "status": "unhealthy" if problems else "healthy",
         "problems": problems,

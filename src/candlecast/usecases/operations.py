@@ -295,10 +295,15 @@ class PairOperations:
         try:
             yield
         except ExchangeError as exc:
-            hint = exchange_hint(exc, base_url=self.settings.binance_url)
-            retry = now_ms() + self.settings.ingest_every_seconds * 1000
-            self.runtime.update(exchange_error=str(exc), exchange_hint=hint, next_retry_ms=retry)
             self.runtime.pairs.failed(pair, str(exc))
+            if not isinstance(exc, ExchangeRejected):
+                # Unreachable, limited or banned: every pair of this process is affected. A
+                # refusal of one request (a delisted symbol, say) concerns only its pair.
+                hint = exchange_hint(exc, base_url=self.settings.binance_url)
+                retry = now_ms() + self.settings.ingest_every_seconds * 1000
+                self.runtime.update(
+                    exchange_error=str(exc), exchange_hint=hint, next_retry_ms=retry
+                )
             raise
         self.runtime.update(
             exchange_error=None, exchange_hint=None, next_retry_ms=None, exchange_reached=True
