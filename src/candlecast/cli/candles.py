@@ -1,15 +1,14 @@
-"""Candle commands: backfill, ingest, reconcile, import, export, download and status."""
+"""Candle commands: backfill, ingest, reconcile, import, export and download."""
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from candlecast.cli import ops
 from candlecast.cli.common import (
     DatabaseOption,
     IntervalOption,
@@ -24,14 +23,14 @@ from candlecast.cli.common import (
     resolve_pair,
     settings_from,
 )
-from candlecast.domain import ConfigError, interval_ms, iso_utc, validate_interval, validate_symbol
+from candlecast.domain import ConfigError, Pair, interval_ms, validate_interval, validate_symbol
 
 if TYPE_CHECKING:
-    from candlecast import jobs
+    from candlecast.usecases import RefreshResult, SyncResult
 
 
-def _print_sync(name: str, report: jobs.SyncReport, *, extra: dict[str, Any] | None = None) -> None:
-    details = report.details()
+def _print_sync(name: str, result: SyncResult, *, extra: dict[str, Any] | None = None) -> None:
+    details = result.report.details()
     line = (
         f"{name}: {details['fetched']} fetched, {details['inserted']} inserted, "
         f"{details['repaired']} repaired in {details['calls']} calls "
@@ -46,33 +45,62 @@ def _print_sync(name: str, report: jobs.SyncReport, *, extra: dict[str, Any] | N
             f"({gap['missing']} candles)",
             highlight=False,
         )
+    _print_refresh(result.refresh)
+
+
+def _print_refresh(refresh: RefreshResult) -> None:
+    # The sync's refresh: what the ledger gained (silent when nothing did).
+    parts = []
+    if refresh.scored:
+        parts.append(f"{refresh.scored} forecast(s) scored")
+    if refresh.recorded:
+        parts.append(f"next forecast recorded by model {refresh.champion_id}")
+    if parts:
+        out.print(f"  ledger: {', '.join(parts)}", highlight=False)
 
 
 def _sync_command(
     name: str,
-    job: Callable[..., jobs.SyncReport],
     *,
     days: int | None,
+    pairs: str | None,
     symbol: str | None,
     interval: str | None,
     database_url: str | None,
-) -> jobs.SyncReport:
+) -> None:
     from candlecast.jobs import DAY_MS
 
-    settings = settings_from(database_url=database_url)
-    pair_symbol, pair_interval = resolve_pair(symbol, interval, settings)
-    window_days = days if days is not None else settings.backfill_days
-    expected = window_days * DAY_MS // interval_ms(pair_interval)
-    with open_services(settings) as services, services.exchange() as exchange:
-        with progress(f"{name} {pair_symbol} {pair_interval}", expected) as advance:
-            return job(
-                services.engine,
-                exchange,
-                symbol=pair_symbol,
-                interval=pair_interval,
-                days=window_days,
-                on_progress=advance,
-            )
+    # --days is the window of this run: the operations read it as the backfill window.
+    settings = settings_from(database_url=database_url, backfill_days=days)
+    ops.pairs_flag(pairs)
+    with open_services(settings) as services:
+        operations = ops.operations(services)
+        chosen = ops.job_pairs(pairs, symbol, interval, settings, operations)
+
+        def run(pair: Pair) -> None:
+            expected = settings.backfill_days * DAY_MS // interval_ms(pair.interval)
+            with progress(f"{name} {pair.symbol} {pair.interval}", expected) as advance:
+                if name == "backfill":
+                    result = operations.backfill(pair, on_progress=advance)
+                elif name == "ingest":
+                    result = operations.ingest(pair, on_progress=advance)
+                else:
+                    result = operations.reconcile(pair)
+            _print_sync(ops.label(name, pair, chosen), result, extra=_extra(name, result))
+
+        ops.for_each(chosen, run)
+
+
+def _extra(name: str, result: SyncResult) -> dict[str, Any] | None:
+    if name != "reconcile":
+        return None
+    report = result.report
+    return {
+        "checked": report.fetched,
+        "repaired": report.written.repaired,
+        "missing and filled": report.written.inserted,
+        "unfillable gaps": len(report.unfillable),
+    }
 
 
 DaysOption = Annotated[
@@ -89,20 +117,19 @@ def backfill(
     days: DaysOption = None,
     symbol: SymbolOption = None,
     interval: IntervalOption = None,
+    pairs: ops.PairsOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Fill the last N days of closed candles, fetching only what is missing."""
-    from candlecast import jobs
-
-    report = _sync_command(
+    """Fill the last N days of closed candles, fetching only what is missing; then score the
+    ledger and record the next forecast."""
+    _sync_command(
         "backfill",
-        jobs.backfill,
         days=days,
+        pairs=pairs,
         symbol=symbol,
         interval=interval,
         database_url=database_url,
     )
-    _print_sync("backfill", report)
 
 
 @app.command()
@@ -110,20 +137,18 @@ def backfill(
 def ingest(
     symbol: SymbolOption = None,
     interval: IntervalOption = None,
+    pairs: ops.PairsOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Fetch everything since the last stored candle; repair gaps inside the window."""
-    from candlecast import jobs
-
-    report = _sync_command(
+    _sync_command(
         "ingest",
-        jobs.ingest,
         days=None,
+        pairs=pairs,
         symbol=symbol,
         interval=interval,
         database_url=database_url,
     )
-    _print_sync("ingest", report)
 
 
 @app.command()
@@ -132,28 +157,17 @@ def reconcile(
     days: DaysOption = None,
     symbol: SymbolOption = None,
     interval: IntervalOption = None,
+    pairs: ops.PairsOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Re-fetch the window, compare with the store, and repair whatever differs or is missing."""
-    from candlecast import jobs
-
-    report = _sync_command(
+    _sync_command(
         "reconcile",
-        jobs.reconcile,
         days=days,
+        pairs=pairs,
         symbol=symbol,
         interval=interval,
         database_url=database_url,
-    )
-    _print_sync(
-        "reconcile",
-        report,
-        extra={
-            "checked": report.fetched,
-            "repaired": report.written.repaired,
-            "missing and filled": report.written.inserted,
-            "unfillable gaps": len(report.unfillable),
-        },
     )
 
 
@@ -169,6 +183,8 @@ def import_(
 ) -> None:
     """Load Binance public-data dumps, candle CSVs or Parquet exports; each file loads whole or
     not at all."""
+    # Not through PairOperations.import_file yet: it takes a whole pair, and --symbol or
+    # --interval alone must still override just that part of the file's name.
     from candlecast import jobs
 
     settings = settings_from(database_url=database_url)
@@ -290,38 +306,3 @@ def download(
                 f"{report.already} files already imported",
                 highlight=False,
             )
-
-
-@app.command()
-@friendly
-def status(
-    database_url: DatabaseOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
-) -> None:
-    """Show what is stored per symbol and interval: first, last, count and gaps."""
-    from candlecast.store import gaps
-
-    settings = settings_from(database_url=database_url)
-    with open_services(settings) as services, services.engine.connect() as connection:
-        pairs = gaps.summaries(connection)
-    if as_json:
-        payload = [
-            {
-                "symbol": p.symbol,
-                "interval": p.interval,
-                "first": iso_utc(p.first_open_time),
-                "last": iso_utc(p.last_open_time),
-                "count": p.count,
-                "gaps": p.gaps,
-                "missing": p.missing,
-            }
-            for p in pairs
-        ]
-        out.print_json(json.dumps(payload))
-        return
-    if not pairs:
-        out.print("no candles stored yet; run `candlecast backfill`")
-        return
-    from candlecast.cli.tables import status_table
-
-    out.print(status_table(pairs), soft_wrap=False)

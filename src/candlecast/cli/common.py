@@ -105,7 +105,7 @@ DatabaseOption = Annotated[
 
 
 # Flags whose name is not simply the setting's name with dashes.
-_FLAGS: dict[str, str] = {}
+_FLAGS: dict[str, str] = {"backfill_days": "--days"}
 # Settings whose value an error message must not repeat.
 _SECRET_WORDS = ("token", "password", "url")
 
@@ -123,6 +123,8 @@ def _problem(error: Any, given: dict[str, Any]) -> str:
     if not field:
         return message
     where = origin(field, given)
+    # A validator may name the variable itself ("CANDLECAST_PAIRS: ..."): name the flag instead.
+    message = message.removeprefix(f"CANDLECAST_{field.upper()}: ")
     if where in message:
         return message
     if not any(word in field for word in _SECRET_WORDS) and "input" in error:

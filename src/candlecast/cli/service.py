@@ -14,7 +14,26 @@ from candlecast.cli.common import (
     out,
     settings_from,
 )
+from candlecast.domain import ConfigError
 from candlecast.logs import setup_service_logging
+
+ServicePairsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--pairs",
+        "-p",
+        help="Pairs to follow, SYMBOL:INTERVAL,... [default: CANDLECAST_PAIRS]. Like the "
+        "variable, they seed the database's pair list: pairs never followed before are added; "
+        "`candlecast pairs remove` drops one",
+    ),
+]
+
+
+def _pairs(value: str | None) -> str | None:
+    # An empty value would silently mean "the configured pairs": say so instead.
+    if value is not None and not value.strip():
+        raise ConfigError("--pairs: give SYMBOL:INTERVAL[,SYMBOL:INTERVAL...]")
+    return value
 
 
 @app.command()
@@ -25,23 +44,24 @@ def serve(
     no_scheduler: Annotated[
         bool, typer.Option("--no-scheduler", help="Serve the API only; run jobs elsewhere")
     ] = False,
+    pairs: ServicePairsOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Run the API, the dashboard, the scheduler and the real-time stream in one process."""
     from candlecast.runner import run_serve
 
-    settings = settings_from(database_url=database_url)
+    settings = settings_from(database_url=database_url, pairs=_pairs(pairs))
     setup_service_logging(settings)
     run_serve(settings, host=host, port=port, scheduler=not no_scheduler)
 
 
 @app.command()
 @friendly
-def worker(database_url: DatabaseOption = None) -> None:
+def worker(pairs: ServicePairsOption = None, database_url: DatabaseOption = None) -> None:
     """Run the scheduler and the real-time stream without the HTTP API."""
     from candlecast.runner import run_worker
 
-    settings = settings_from(database_url=database_url)
+    settings = settings_from(database_url=database_url, pairs=_pairs(pairs))
     setup_service_logging(settings)
     run_worker(settings)
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
 
+    from candlecast.domain import Pair
     from candlecast.store.gaps import PairSummary
 
 
@@ -80,23 +81,66 @@ def _code(codes: dict[str, str], name: Any) -> str:
     return codes.get(str(name), "-") if name not in (None, "-") else "-"
 
 
-def status_table(pairs: Sequence[PairSummary]) -> Table:
-    """What is stored per pair: first and last candle (UTC, to the minute), count and gaps."""
-    table = _table("symbol", "interval", "first (UTC)", "last (UTC)", "count", "gaps", "missing")
+def status_table(pairs: Sequence[PairSummary], *, followed: Sequence[Pair] | None = None) -> Table:
+    """What is stored per pair: first and last candle (UTC, to the minute), count and gaps.
+
+    With `followed`, a pair is one SYMBOL:INTERVAL column; every followed pair comes first, in
+    order (one with no candles yet says so), then the stored pairs no one follows (marked)."""
+    times = ["first (UTC)", "last (UTC)", "count", "gaps", "missing"]
+    if followed is None:
+        table = _table("symbol", "interval", *times)
+    else:
+        table = _table("pair", *times, "followed")
     # Times stay on one line; a long symbol or a header wraps first.
-    for column in table.columns[2:4]:
+    for column in table.columns:
+        column.no_wrap = column.header in times[:2]
+    by_pair = {(p.symbol, p.interval): p for p in pairs}
+    order = [(pair.symbol, pair.interval) for pair in followed or ()]
+    following = set(order)
+    order += [key for key in by_pair if key not in following]
+    for symbol, interval in order:
+        p = by_pair.get((symbol, interval))
+        figures = (
+            ["no candles yet", "-", "0", "0", "0"]
+            if p is None
+            else [
+                _minute(p.first_open_time),
+                _minute(p.last_open_time),
+                str(p.count),
+                str(p.gaps),
+                str(p.missing),
+            ]
+        )
+        if followed is None:
+            table.add_row(symbol, interval, *figures)
+        else:
+            mark = "yes" if (symbol, interval) in following else "no"
+            table.add_row(f"{symbol}:{interval}", *figures, mark)
+    return table
+
+
+def pairs_table(rows: Sequence[dict[str, Any]]) -> Table:
+    """The followed pairs in order: added, first backfill done, newest candle and champion."""
+    table = _table(
+        "#", "symbol", "interval", "added (UTC)", "backfilled", "newest (UTC)", "champion"
+    )
+    for column in (table.columns[3], table.columns[5]):
         column.no_wrap = True
-    for p in pairs:
+    for position, row in enumerate(rows, start=1):
         table.add_row(
-            p.symbol,
-            p.interval,
-            _minute(p.first_open_time),
-            _minute(p.last_open_time),
-            str(p.count),
-            str(p.gaps),
-            str(p.missing),
+            str(position),
+            row["symbol"],
+            row["interval"],
+            _iso_minute(row["added_at"]),
+            "yes" if row["backfilled"] else "not yet",
+            _iso_minute(row["last_candle_time"]) if row["last_candle_time"] else "no candles yet",
+            "-" if row["champion_id"] is None else str(row["champion_id"]),
         )
     return table
+
+
+def _iso_minute(iso: str | None) -> str:
+    return "-" if iso is None else iso[:16].replace("T", " ")
 
 
 def _minute(ms: int | None) -> str:
@@ -116,9 +160,16 @@ def validation_tables(validation: dict[str, Any]) -> RenderableType:
     targets = {k: v for k, v in validation.items() if k not in ("direction", "quantiles")}
     codes = _codes(targets.values())
     table = _table(
-        "target", "MAE", "base", "base MAE", "skill", "strong base", "strong skill", "HAR skill",
+        "target",
+        "MAE",
+        "base",
+        "base MAE",
+        "skill",
+        "strong base",
+        "strong skill",
+        "HAR skill",
         title="validation (held-out tail)",
-    )  # fmt: skip
+    )
     for name, figures in targets.items():
         table.add_row(
             name,
@@ -145,10 +196,16 @@ def report_tables(report: dict[str, Any]) -> RenderableType:
     targets: dict[str, dict[str, Any]] = report["targets"]
     codes = _codes(targets.values())
     accuracy = _table(
-        "target", "MAE", "RMSE", "sMAPE %", "base", "base MAE", "skill",
+        "target",
+        "MAE",
+        "RMSE",
+        "sMAPE %",
+        "base",
+        "base MAE",
+        "skill",
         title=f"walk-forward: {report['folds']} folds, {report['rows']} rows, "
         f"train {report['train_days']} d",
-    )  # fmt: skip
+    )
     stronger = _table("target", "strong base", "strong skill", "HAR skill [95% CI]")
     for name, figures in targets.items():
         accuracy.add_row(
