@@ -85,7 +85,7 @@ def _sync_command(
                 elif name == "ingest":
                     result = operations.ingest(pair, on_progress=advance)
                 else:
-                    result = operations.reconcile(pair)
+                    result = operations.reconcile(pair, on_progress=advance)
             _print_sync(ops.label(name, pair, chosen), result, extra=_extra(name, result))
 
         ops.for_each(chosen, run)

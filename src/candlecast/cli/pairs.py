@@ -145,7 +145,7 @@ def _check_all(operations: PairOperations, wanted: list[Pair]) -> None:
     for pair in wanted:
         try:
             # The check follow() makes, for every pair before any is added.
-            operations._check_listed(pair)
+            operations.check_listed(pair)
         except UnknownPair as exc:
             problems.append(str(exc))
     if problems:

@@ -76,6 +76,11 @@ def is_followed(connection: Connection, pair: Pair) -> bool:
     return found is not None
 
 
+def is_known(connection: Connection, pair: Pair) -> bool:
+    """Whether the pair is followed or was followed once (and removed)."""
+    return connection.execute(select(pairs.c.symbol).where(*_key(pair))).first() is not None
+
+
 def _next_position(connection: Connection) -> int:
     highest = connection.execute(select(func.max(pairs.c.position))).scalar_one_or_none()
     return 0 if highest is None else int(highest) + 1

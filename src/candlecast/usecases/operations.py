@@ -144,7 +144,7 @@ class PairOperations:
         if self.is_followed(pair):
             raise PairAlreadyFollowed(f"{pair} is already followed")
         if check_exchange:
-            self._check_listed(pair)
+            self.check_listed(pair)
         with write_transaction(self.engine) as connection:
             if not pair_store.add(connection, pair, added_at=now_ms()):
                 raise PairAlreadyFollowed(f"{pair} is already followed")
@@ -157,7 +157,8 @@ class PairOperations:
         """Stops following a pair; its data stays unless `purge`. Raises PairNotTracked."""
         with write_transaction(self.engine) as connection:
             if purge:
-                removed = pair_store.is_followed(connection, pair)
+                # A pair removed earlier, its data kept, can still be purged.
+                removed = pair_store.is_known(connection, pair)
                 counts = pair_store.purge(connection, pair, removed_at=now_ms()) if removed else {}
             else:
                 removed = pair_store.remove(connection, pair, removed_at=now_ms())
@@ -168,7 +169,8 @@ class PairOperations:
         self._pairs_changed()
         return counts
 
-    def _check_listed(self, pair: Pair) -> None:
+    def check_listed(self, pair: Pair) -> None:
+        """Raises UnknownPair unless the exchange lists the symbol and serves the interval."""
         try:
             # Not watched: a pair the exchange refuses says nothing about the connection.
             with self.parts.exchange() as client:
@@ -215,11 +217,15 @@ class PairOperations:
             )
         return SyncResult(pair, report, self.refresh(pair))
 
-    def reconcile(self, pair: Pair) -> SyncResult:
+    def reconcile(
+        self, pair: Pair, *, on_progress: ProgressCallback | None = None
+    ) -> SyncResult:
         """Re-fetches the window, repairs every candle that differs, and fills predictions for
         candles that arrived after the fact."""
         with job_lock(self.engine, lock_name("reconcile", pair)):
-            report = self._sync(pair, sync.reconcile, days=self.settings.backfill_days)
+            report = self._sync(
+                pair, sync.reconcile, days=self.settings.backfill_days, on_progress=on_progress
+            )
             filled = pipeline.fill_unpredicted(
                 self.engine, symbol=pair.symbol, interval=pair.interval, models=self.parts.models
             )
