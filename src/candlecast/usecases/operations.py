@@ -217,9 +217,7 @@ class PairOperations:
             )
         return SyncResult(pair, report, self.refresh(pair))
 
-    def reconcile(
-        self, pair: Pair, *, on_progress: ProgressCallback | None = None
-    ) -> SyncResult:
+    def reconcile(self, pair: Pair, *, on_progress: ProgressCallback | None = None) -> SyncResult:
         """Re-fetches the window, repairs every candle that differs, and fills predictions for
         candles that arrived after the fact."""
         with job_lock(self.engine, lock_name("reconcile", pair)):
