@@ -16,7 +16,14 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from candlecast.bootstrap import Services
-from candlecast.domain import Candle, CandlecastError, Pair, iso_utc
+from candlecast.domain import (
+    Candle,
+    CandlecastError,
+    JobAlreadyRunning,
+    Pair,
+    interval_ms,
+    iso_utc,
+)
 from candlecast.exchange.stream import KlineClosed, KlineUpdate, PairStream, Reconnected
 from candlecast.runtime import Runtime
 from candlecast.store import candle_reads
@@ -26,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Lanes handling closed candles; the database serializes writers anyway beyond a few.
 CLOSE_LANES = 4
+# Gap fills after a reconnect running at once (each is a few REST calls).
+GAP_FILL_THREADS = 2
 # How long a stop waits for closed candles already received to be handled.
 LANE_DRAIN_SECONDS = 15.0
 
@@ -49,6 +58,9 @@ class StreamRunner:
         self._pairs: set[Pair] = set()
         self._stream: PairStream | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Gap fills after a reconnect run beside the lanes: REST calls must not hold up the
+        # closed candles behind them, whose next forecasts are due before the next close.
+        self._repairs = ThreadPoolExecutor(GAP_FILL_THREADS, "candlecast-gap")
         self._lanes = [
             ThreadPoolExecutor(1, f"candlecast-close-{index}") for index in range(CLOSE_LANES)
         ]
@@ -93,7 +105,7 @@ class StreamRunner:
         with self._lock:
             pending = list(self._pending)
         wait(pending, timeout=LANE_DRAIN_SECONDS)
-        for lane in self._lanes:
+        for lane in [*self._lanes, self._repairs]:
             lane.shutdown(wait=False, cancel_futures=True)
 
     def _resume(self, stream: PairStream, pairs: Iterable[Pair]) -> None:
@@ -146,7 +158,7 @@ class StreamRunner:
                         len(event.pairs),
                     )
                     for pair in event.pairs:
-                        self._submit(pair, self._fill_gap, pair)
+                        self._submit(pair, self._fill_gap, pair, executor=self._repairs)
         finally:
             watcher.cancel()
             await stream.close()
@@ -175,9 +187,15 @@ class StreamRunner:
     def _lane_of(self, pair: Pair) -> ThreadPoolExecutor:
         return self._lanes[zlib.crc32(str(pair).encode()) % len(self._lanes)]
 
-    def _submit(self, pair: Pair, work: Callable[..., None], *args: object) -> None:
+    def _submit(
+        self,
+        pair: Pair,
+        work: Callable[..., None],
+        *args: object,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
         try:
-            future = self._lane_of(pair).submit(work, *args)
+            future = (executor or self._lane_of(pair)).submit(work, *args)
         except RuntimeError:
             return  # stopping: the lanes take no more work
         with self._lock:
@@ -190,6 +208,16 @@ class StreamRunner:
 
     def _on_update(self, candle: Candle) -> None:
         self.runtime.set_live_candle(Pair(candle.symbol, candle.interval), candle)
+
+    def _caught_up(self, pair: Pair) -> bool:
+        """Whether the store holds the pair's last candle closed by the exchange's clock."""
+        step = interval_ms(pair.interval)
+        last_closed = self.operations.parts.exchange_now() // step * step - step
+        with self.services.engine.connect() as connection:
+            newest = candle_reads.last_open_time(
+                connection, symbol=pair.symbol, interval=pair.interval
+            )
+        return newest is not None and newest >= last_closed
 
     def _following(self, pair: Pair) -> bool:
         with self._lock:
@@ -213,7 +241,11 @@ class StreamRunner:
         if not self._following(pair) or self._stopping.is_set():
             return
         try:
+            if self._caught_up(pair):
+                return  # a short drop: no candle closed meanwhile
             self.operations.ingest(pair)
+        except JobAlreadyRunning:
+            log.debug("%s: an ingest already runs; it fills the gap", pair)
         except CandlecastError as exc:
             log.warning("%s: gap fill after reconnect failed: %s", pair, exc)
         except Exception:
