@@ -10,6 +10,7 @@ from pathlib import Path
 
 from candlecast.bootstrap import bootstrap
 from candlecast.config import Settings
+from candlecast.domain import Pair
 from candlecast.jobs.common import now_ms
 from candlecast.runtime import Runtime
 from candlecast.service import Service
@@ -44,6 +45,12 @@ def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | 
     return service, token, path
 
 
+def _pair_list(pairs: list[Pair], shown: int = 20) -> str:
+    """`A:5m, B:1h` for the start-up log; a long list ends with how many more there are."""
+    text = ", ".join(map(str, pairs[:shown])) or "none yet"
+    return text if len(pairs) <= shown else f"{text} and {len(pairs) - shown} more"
+
+
 def data_location(settings: Settings) -> str:
     """Where the data lives, for the start-up log: the SQLite file, or the PostgreSQL host and
     database (never the password)."""
@@ -66,7 +73,7 @@ def run_worker(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     service.start()
-    log.info("worker running for %s", ", ".join(map(str, service.operations.followed()[:20])))
+    log.info("worker running for %s", _pair_list(service.operations.followed()))
     stopped.wait()
     service.stop()
     service.services.close()
@@ -108,7 +115,7 @@ def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> N
     log.info("API token (for POST routes): %s", where)
     log.info("data: %s", data_location(settings))
     followed = service.operations.followed()
-    log.info("pairs followed (%d): %s", len(followed), ", ".join(map(str, followed[:20])))
+    log.info("pairs followed: %s", _pair_list(followed))
     service.start()
     try:
         server.run()
