@@ -17,6 +17,14 @@ from sqlalchemy import Engine, func, select
 
 from candlecast.domain import Pair
 from candlecast.store.tables import candles, forecasts, job_runs, models
+from tests.e2e.harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PageWatch,
+    missing_browser,
+    wait_for,
+    wait_ready,
+)
 from tests.fake_exchange.fixtures import MAIN_CSV, FakeExchangeFactory
 from tests.fake_exchange.market import Market, load_market
 from tests.fake_exchange.server import FakeExchange
@@ -111,6 +119,31 @@ def _check_ledger(engine: Engine, pair: Pair, *, first: int, last: int, logs: st
         assert row.scored_at is not None and row.real_close is not None, str(pair)
 
 
+def _markets_in_a_browser(base_url: str) -> tuple[list[str], list[str]]:
+    """The pairs /markets shows (after its first poll) and the page's console problems."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            watch = PageWatch()
+            watch.attach(page)
+            page.goto(base_url + "/markets")
+            wait_ready(page)
+
+            def rows() -> list[str]:
+                shown: list[str] = page.eval_on_selector_all(
+                    "#markets tbody tr", "rows => rows.map((r) => r.dataset.pair)"
+                )
+                return shown
+
+            wait_for(lambda: len(rows()) >= 10, timeout=20, what="the markets rows")
+            return rows(), list(watch.problems)
+        finally:
+            browser.close()
+
+
 def _first_target(engine: Engine, pair: Pair) -> int:
     with engine.connect() as connection:
         first = connection.execute(
@@ -200,6 +233,12 @@ def test_ten_pairs_are_exact_forecast_once_per_candle_and_change_while_running(
     for entry in listed[:-1]:
         assert entry["status"] == "live", (entry, processes.logs())
         assert entry["forecast"] is not None and entry["sparkline_24h"]
+    reason = missing_browser()
+    if reason:
+        pytest.skip(f"every check passed but the browser's: {reason}")
+    shown, problems = _markets_in_a_browser(f"http://127.0.0.1:{port}")
+    assert sorted(shown) == sorted(f"{p['symbol']}:{p['interval']}" for p in listed)
+    assert not problems, problems
 
 
 @pytest.mark.postgres
