@@ -13,6 +13,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from typing import Any
 
 from candlecast.bootstrap import Services
@@ -61,6 +62,8 @@ class StreamRunner:
         # Gap fills after a reconnect run beside the lanes: REST calls must not hold up the
         # closed candles behind them, whose next forecasts are due before the next close.
         self._repairs = ThreadPoolExecutor(GAP_FILL_THREADS, "candlecast-gap")
+        # The charts' predictions and the listeners after a close, once its forecast is in.
+        self._after_close = ThreadPoolExecutor(1, "candlecast-after-close")
         self._lanes = [
             ThreadPoolExecutor(1, f"candlecast-close-{index}") for index in range(CLOSE_LANES)
         ]
@@ -105,7 +108,7 @@ class StreamRunner:
         with self._lock:
             pending = list(self._pending)
         wait(pending, timeout=LANE_DRAIN_SECONDS)
-        for lane in [*self._lanes, self._repairs]:
+        for lane in [*self._lanes, self._repairs, self._after_close]:
             lane.shutdown(wait=False, cancel_futures=True)
 
     def _resume(self, stream: PairStream, pairs: Iterable[Pair]) -> None:
@@ -228,7 +231,7 @@ class StreamRunner:
         if not self._following(pair) or self._stopping.is_set():
             return  # removed meanwhile: its work has stopped
         try:
-            self.operations.on_closed_candle(candle)
+            self.operations.on_closed_candle(candle, defer=self._defer)
             self.runtime.set_live_candle(pair, None)
         except CandlecastError as exc:
             when = iso_utc(candle.open_time)
@@ -236,6 +239,11 @@ class StreamRunner:
         except Exception:
             when = iso_utc(candle.open_time)
             log.exception("%s: could not process the closed candle %s", pair, when)
+
+    def _defer(self, work: Callable[[], None]) -> None:
+        # Stopping: the next refresh materializes what this one would have.
+        with suppress(RuntimeError):
+            self._after_close.submit(work)
 
     def _fill_gap(self, pair: Pair) -> None:
         if not self._following(pair) or self._stopping.is_set():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any
 
 from sqlalchemy import Engine
@@ -20,13 +22,17 @@ SUMMARY_TTL_SECONDS = 60.0
 
 
 class PairSummaries:
-    """Thread-safe held summaries, one per pair."""
+    """Thread-safe held summaries, one per pair. An expired one is answered as held while one
+    background thread re-reads it, so a request never waits for more than the pairs it has
+    never seen."""
 
     def __init__(self, engine: Engine, *, ttl: float = SUMMARY_TTL_SECONDS) -> None:
         self._engine = engine
         self._ttl = ttl
         self._lock = threading.Lock()
         self._held: dict[Pair, tuple[float, PairSummary]] = {}
+        self._rereading: set[Pair] = set()
+        self._reader = ThreadPoolExecutor(1, "candlecast-pair-summaries")
 
     def refreshed(self, pair: Pair) -> None:
         """Re-reads the pair's summary now (called after its refresh, off the request path)."""
@@ -36,17 +42,26 @@ class PairSummaries:
             self._held[pair] = (time.monotonic(), summary)
 
     def get(self, pairs: list[Pair]) -> dict[Pair, PairSummary]:
-        """Summaries of these pairs, reading those missing or expired in one connection."""
+        """Summaries of these pairs: held ones at once (expired ones re-read in the
+        background), the others read now in one connection."""
         now = time.monotonic()
+        expired: list[Pair] = []
         with self._lock:
-            found = {
-                pair: held[1]
-                for pair in pairs
-                if (held := self._held.get(pair)) is not None and now - held[0] < self._ttl
-            }
+            found: dict[Pair, PairSummary] = {}
+            for pair in pairs:
+                held = self._held.get(pair)
+                if held is None:
+                    continue
+                found[pair] = held[1]
+                if now - held[0] >= self._ttl and pair not in self._rereading:
+                    self._rereading.add(pair)
+                    expired.append(pair)
             kept = set(pairs)
             for gone in [pair for pair in self._held if pair not in kept]:
                 del self._held[gone]
+        if expired:
+            with suppress(RuntimeError):  # shutting down
+                self._reader.submit(self._reread, expired)
         missing = [pair for pair in pairs if pair not in found]
         if missing:
             with self._engine.connect() as connection:
@@ -56,6 +71,18 @@ class PairSummaries:
                     self._held[pair] = (now, summary)
             found.update(fresh)
         return found
+
+    def _reread(self, pairs: list[Pair]) -> None:
+        try:
+            with self._engine.connect() as connection:
+                for pair in pairs:
+                    summary = summarize(connection, pair)
+                    with self._lock:
+                        self._held[pair] = (time.monotonic(), summary)
+                        self._rereading.discard(pair)
+        finally:
+            with self._lock:
+                self._rereading.difference_update(pairs)
 
 
 def pair_status(

@@ -88,8 +88,16 @@ def _train_in_child(
     setup_service_logging(settings)
     services = bootstrap(settings, migrate=False)
     try:
+        # One thread per training: the pool's size (CANDLECAST_TRAIN_WORKERS) is the
+        # parallelism. LightGBM's two OpenMP threads, spinning against the API, the stream and
+        # other trainings on a small machine, took 19-37 s where one thread took 5 s.
         outcome = modeling.train_model(
-            services.engine, symbol=symbol, interval=interval, days=days, force=force
+            services.engine,
+            symbol=symbol,
+            interval=interval,
+            days=days,
+            force=force,
+            params={"num_threads": 1},
         )
     finally:
         services.close()

@@ -31,8 +31,10 @@ def refresh_after_candles(
     interval: str,
     exchange_clock: Callable[[], int] | None = None,
     models: ModelCache | None = None,
+    materialize_now: bool = True,
 ) -> dict[str, Any]:
-    """Scores the ledger, records the champion's next forecast, materializes new predictions.
+    """Scores the ledger, records the champion's next forecast, materializes new predictions
+    (unless `materialize_now` is false: then the caller runs materialize_newest later).
 
     With `exchange_clock`, no forecast is recorded for a target candle that has already closed
     at the exchange (the store lagging behind must not let hindsight into the ledger).
@@ -61,6 +63,8 @@ def refresh_after_candles(
         # The champion changed or candles went meanwhile; the next refresh catches up.
         recorded = None
     result["recorded"] = int(recorded is not None)
+    if not materialize_now:
+        return result
     result["materialized"] = materialize(
         engine,
         model_id=record.id,
@@ -71,6 +75,29 @@ def refresh_after_candles(
         models=models,
     )
     return result
+
+
+def materialize_newest(
+    engine: Engine, *, symbol: str, interval: str, models: ModelCache | None = None
+) -> int:
+    """Materializes the champion's predictions up to the newest stored candle."""
+    with engine.connect() as connection:
+        record = registry.champion(connection, symbol=symbol, interval=interval)
+        newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
+        done = (
+            None if record is None else predictions.last_open_time(connection, model_id=record.id)
+        )
+    if record is None or newest is None:
+        return 0
+    return materialize(
+        engine,
+        model_id=record.id,
+        symbol=symbol,
+        interval=interval,
+        newest=newest,
+        done=done,
+        models=models,
+    )
 
 
 def fill_unpredicted(

@@ -61,6 +61,10 @@ class ExchangeSource(KlineSource, Protocol):
     def check_symbol(self, symbol: str) -> object: ...
 
 
+# Runs a piece of work later (an executor's submit): what need not delay a forecast.
+Deferrer = Callable[[Callable[[], None]], object]
+
+
 class PairTrainer(Protocol):
     """Trains one pair (in a child process in the service) and returns the run's details."""
 
@@ -251,9 +255,11 @@ class PairOperations:
         imported = Pair(report.symbol, report.interval)
         return ImportResult(report, self.refresh(imported))
 
-    def on_closed_candle(self, candle: Candle) -> ClosedCandleResult:
+    def on_closed_candle(
+        self, candle: Candle, *, defer: Deferrer | None = None
+    ) -> ClosedCandleResult:
         """Stores a candle the stream saw close, then forecasts the next one; when the stream
-        skipped candles, fetches them first over REST."""
+        skipped candles, fetches them first over REST. `defer` as for refresh()."""
         pair = Pair(candle.symbol, candle.interval)
         with write_transaction(self.engine) as connection:
             newest = candle_reads.last_open_time(
@@ -272,7 +278,7 @@ class PairOperations:
             # between the last stored one and the connection come over REST, now.
             log.info("%s: the stream skipped candles after %s; fetching", pair, iso_utc(newest))
             return ClosedCandleResult(pair, candle.open_time, True, self.ingest(pair).refresh)
-        return ClosedCandleResult(pair, candle.open_time, False, self.refresh(pair))
+        return ClosedCandleResult(pair, candle.open_time, False, self.refresh(pair, defer=defer))
 
     def _sync(
         self,
@@ -339,15 +345,20 @@ class PairOperations:
         with job_lock(self.engine, lock_name("train", pair)):
             pass
 
-    def refresh(self, pair: Pair) -> RefreshResult:
+    def refresh(self, pair: Pair, *, defer: Deferrer | None = None) -> RefreshResult:
         """Scores the ledger, records the champion's next forecast (only while its candle is
-        still open at the exchange), materializes predictions, and tells the listeners."""
+        still open at the exchange), materializes predictions, and tells the listeners.
+
+        With `defer`, only scoring and the forecast happen now: the predictions for the charts
+        and the listeners are handed to `defer`, so that a candle close of many pairs records
+        every pair's forecast first."""
         outcome = pipeline.refresh_after_candles(
             self.engine,
             exchange_clock=self.parts.exchange_now,
             symbol=pair.symbol,
             interval=pair.interval,
             models=self.parts.models,
+            materialize_now=defer is None,
         )
         result = RefreshResult(
             pair=pair,
@@ -357,12 +368,28 @@ class PairOperations:
             champion_id=outcome["champion_id"],
         )
         self.runtime.bump()
+        if defer is None:
+            self._notify(pair)
+        else:
+            defer(lambda: self._finish_refresh(pair))
+        return result
+
+    def _finish_refresh(self, pair: Pair) -> None:
+        try:
+            pipeline.materialize_newest(
+                self.engine, symbol=pair.symbol, interval=pair.interval, models=self.parts.models
+            )
+            self.runtime.bump()
+        except Exception:
+            log.exception("%s: could not materialize the newest predictions", pair)
+        self._notify(pair)
+
+    def _notify(self, pair: Pair) -> None:
         for hook in self.after_refresh:
             try:
                 hook(pair)
             except Exception:
                 log.exception("a post-refresh hook failed for %s", pair)
-        return result
 
     def forecast(self, pair: Pair) -> RefreshResult:
         """Records the forecast of the pair's next candle now (and scores what has closed)."""
