@@ -49,9 +49,6 @@ def refresh_after_candles(
     with engine.connect() as connection:
         record = registry.champion(connection, symbol=symbol, interval=interval)
         newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
-        done = (
-            None if record is None else predictions.last_open_time(connection, model_id=record.id)
-        )
     if record is None or newest is None:
         return result
     result["champion_id"] = record.id
@@ -63,17 +60,10 @@ def refresh_after_candles(
         # The champion changed or candles went meanwhile; the next refresh catches up.
         recorded = None
     result["recorded"] = int(recorded is not None)
-    if not materialize_now:
-        return result
-    result["materialized"] = materialize(
-        engine,
-        model_id=record.id,
-        symbol=symbol,
-        interval=interval,
-        newest=newest,
-        done=done,
-        models=models,
-    )
+    if materialize_now:
+        result["materialized"] = materialize_newest(
+            engine, symbol=symbol, interval=interval, models=models
+        )
     return result
 
 
