@@ -250,6 +250,11 @@ async def test_url_stream_limit_and_connection_limit(fake_exchange) -> None:
             pass
     assert refused.value.response.status_code == 400
     async with connect(fake.stream_url(BTC, SYN)), connect(fake.ws_url + "/ws"):
+        # The client's handshake can finish before the server's handler registers the socket.
+        for _ in range(100):
+            if fake.open_sockets() == 2:
+                break
+            await asyncio.sleep(0.02)
         assert fake.open_sockets() == 2
         with pytest.raises(InvalidStatus) as limited:
             async with connect(fake.ws_url + "/ws/" + BTC):
