@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -323,22 +323,12 @@ class PairOperations:
     # Models and forecasts -------------------------------------------------------------------
 
     def train(self, pair: Pair, *, days: float | None = None, force: bool = False) -> TrainResult:
-        """Trains (the trainer holds the pair's train lock) and, when a new champion was
-        promoted or nothing was forecast yet, refreshes the pair's forecasts."""
+        """Trains (the trainer holds the pair's train lock), then refreshes the pair's
+        forecasts, which a new champion serves from now."""
         chosen = days or self.settings.train_days
         details = self.parts.trainer(pair, days=chosen, force=force)
         result = TrainResult.from_details(pair, chosen, details)
-        refreshed = self.refresh(pair)
-        return TrainResult(
-            pair=result.pair,
-            model_id=result.model_id,
-            promoted=result.promoted,
-            skipped=result.skipped,
-            reason=result.reason,
-            days=chosen,
-            details=details,
-            refresh=refreshed,
-        )
+        return replace(result, refresh=self.refresh(pair))
 
     def check_train_unlocked(self, pair: Pair) -> None:
         """Raises JobAlreadyRunning when the pair is training (here or in another process)."""
