@@ -12,7 +12,8 @@
 
 --cold, --close and --api share one service. The fake exchange (benchmarks.many_pairs_fake) and
 `candlecast serve` run as their own processes; serve's database is a fresh SQLite file, or a
-fresh schema in --database-url's PostgreSQL.
+fresh schema in --database-url's PostgreSQL. With --workers N (PostgreSQL), N `candlecast worker`
+processes run beside serve and share its tasks and stream shards (issue 10's scale-out).
 
 Run: python -m benchmarks.many_pairs --cold --close --api [--pairs 50] [--database-url URL]
 """
@@ -86,6 +87,7 @@ def session(
             url=url,
             folder=folder,
             extra_env=extra,
+            workers=args.workers,
         )
         try:
             yield running
@@ -321,6 +323,9 @@ def main() -> None:
         parser.add_argument(f"--{part}", action="store_true")
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--database-url", help="PostgreSQL to use instead of SQLite")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="queue workers beside serve (PostgreSQL only)"
+    )
     parser.add_argument("--cold-speed", type=float, default=1.0)
     parser.add_argument("--close-speed", type=float, default=10.0)
     parser.add_argument("--closes", type=int, default=6)
@@ -336,6 +341,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     args.scale_sizes = args.scale_sizes or [1, 10, 50]
+    if args.workers and not args.database_url:
+        parser.error("--workers needs --database-url: queue workers share a PostgreSQL")
     if args.database_url:
         import benchmarks.common as common
 

@@ -71,6 +71,8 @@ class Session:
     engine: Engine
     launched: float  # time.monotonic() when serve was started
     peak_rss: dict[str, float] = field(default_factory=dict)
+    # `candlecast worker` processes beside serve (PostgreSQL's queue mode), ended with it.
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def fake_stats(self) -> dict[str, Any]:
         """The fake's counters (many_pairs_fake.stats)."""
@@ -165,9 +167,10 @@ class Session:
         return self.serve.poll() is None
 
     def stop(self) -> None:
-        """Ends serve, then the fake."""
+        """Ends the workers and serve, then the fake."""
         self.engine.dispose()
-        for process in (self.serve, self.fake):
+        processes: list[subprocess.Popen[Any]] = [*self.workers, self.serve, self.fake]
+        for process in processes:
             if process.poll() is None:
                 process.terminate()
                 try:
@@ -187,8 +190,10 @@ def start_session(
     url: str,
     folder: Path,
     extra_env: dict[str, str] | None = None,
+    workers: int = 0,
 ) -> Session:
-    """Starts the fake with `count` synthetic markets and serve following all of them."""
+    """Starts the fake with `count` synthetic markets and serve following all of them, plus
+    `workers` queue workers (PostgreSQL only) sharing the pairs' tasks and stream shards."""
     fake = subprocess.Popen(
         [
             sys.executable,
@@ -237,6 +242,18 @@ def start_session(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    started_workers = []
+    for index in range(workers):
+        worker_log = (folder / f"worker-{index}.log").open("wb")
+        started_workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "candlecast.cli", "worker"],
+                cwd=folder,
+                env=env,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     engine = db.create_store_engine(url)
     return Session(
         followed=symbols,
@@ -248,4 +265,5 @@ def start_session(
         api=f"http://127.0.0.1:{port}",
         engine=engine,
         launched=launched,
+        workers=started_workers,
     )

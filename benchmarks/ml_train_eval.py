@@ -3,6 +3,7 @@
 Run: /work/venv/bin/python benchmarks/ml_train_eval.py [--json] [--fixtures]
 --fixtures also runs the walk-forward on every other public fixture long enough for six folds
 (ETH 5m, BTC 1m, BTC 1h; FIXTURES below) and prints the issue-11 target checks for each.
+Every run also prints the horizon figures (3 and 12 candles ahead; horizon_summary).
 Data: $CANDLECAST_SHARED_DATA or <repo>/../shared/data (never copied into the repo).
 """
 
@@ -114,6 +115,28 @@ def target_checks(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def horizon_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """Per horizon (3, 12 candles): range MAE and skill vs persistence / random walk / HAR (with
+    HAR's bootstrap CI), close CRPS skill vs the random-walk Gaussian and the persistence fan,
+    and the coverage of the close and range intervals (report["horizons"])."""
+    out: dict[str, Any] = {}
+    for h, block in report.get("horizons", {}).items():
+        if h == "note":
+            continue
+        rng, close = block["range"], block["close"]
+        out[h] = {
+            "rows": block["rows"],
+            "range_mae": rng["mae"],
+            "range_skill": {k: v["skill"] for k, v in rng["baselines"].items()},
+            "range_har_ci95": rng["har_skill_ci95"],
+            "close_crps_skill_random_walk": close["crps_skill"],
+            "close_crps_skill_persistence": close["crps_skill_persistence"],
+            "close_coverage": close["coverage"],
+            "range_coverage": rng["coverage"],
+        }
+    return out
+
+
 def fixture_summary(root: Path, csv: str, interval: str, train_days: float) -> dict[str, Any]:
     """Walk-forward of one fixture: wall time, rows, the target checks and per-fold HAR skill."""
     frame = load(root / csv)
@@ -131,6 +154,7 @@ def fixture_summary(root: Path, csv: str, interval: str, train_days: float) -> d
         "walk_forward_s": round(time.perf_counter() - t0, 2),
         "test_rows": report["rows"],
         "checks": target_checks(report),
+        "horizons": horizon_summary(report),
         "per_fold_har_skill": [
             {k: f["targets"][k].get("har_skill") for k in HAR_GOALS} for f in report["per_fold"]
         ],
@@ -163,6 +187,8 @@ def main() -> None:
         "centred_baseline_mae_check": centred_check(frame, report),
         "quantiles": report.get("quantiles"),
         "checks": target_checks(report),
+        "horizons": horizon_summary(report),
+        "per_fold_horizons": [horizon_summary(f) for f in report["per_fold"]],
         "per_fold": [
             {
                 "start": f["start"],
@@ -225,6 +251,7 @@ def main() -> None:
     for f in summary["per_fold"]:
         print(f)
     print(json.dumps({"checks": summary["checks"]}, indent=1))
+    print(json.dumps({"horizons": summary["horizons"]}, indent=1))
     for fixture in summary.get("fixtures", []):
         print(json.dumps(fixture, indent=1))
 

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     train_days: int = Field(default=90, ge=1, le=3650)
     # Training processes shared by every pair: trainings beyond this wait their turn.
     train_workers: int = Field(default=1, ge=1, le=64)
+    # PostgreSQL only (the task queue): how often due ticks are handed out, in seconds (a
+    # divisor of 60, at most 30); sync jobs one worker runs at once; how many stream shards
+    # the pairs are split into.
+    dispatch_every_seconds: int = Field(default=5, ge=1, le=30)
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    stream_shards: int = Field(default=4, ge=1, le=1024)
+    # Finished queue jobs are kept this long for the Jobs page and `candlecast jobs`.
+    queue_keep_hours: int = Field(default=24, ge=1, le=24 * 90)
     # Memory for the API's in-memory chart columns across pairs, least recently used dropped.
     series_cache_mb: int = Field(default=256, ge=8, le=65536)
     api_token: str | None = None
@@ -65,6 +73,15 @@ class Settings(BaseSettings):
     # `candlecast db create-readonly-role`.
     readonly_user: str | None = None
     readonly_password: SecretStr | None = None
+
+    @field_validator("dispatch_every_seconds")
+    @classmethod
+    def _dispatch_divides_a_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError(
+                f"must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20 or 30), not {value}"
+            )
+        return value
 
     @field_validator("symbol")
     @classmethod

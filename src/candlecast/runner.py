@@ -10,10 +10,11 @@ from pathlib import Path
 
 from candlecast.bootstrap import bootstrap
 from candlecast.config import Settings
-from candlecast.domain import Pair
+from candlecast.domain import ConfigError, Pair
 from candlecast.jobs.common import now_ms
+from candlecast.queue.client import uses_queue
 from candlecast.runtime import Runtime
-from candlecast.service import Service
+from candlecast.service import QueueOptions, Service
 from candlecast.store import runs
 from candlecast.store.db import normalize_url, sqlite_path
 from candlecast.tokens import ensure_api_token
@@ -22,7 +23,24 @@ from candlecast.usecases.build import build_operations, pair_trainer
 log = logging.getLogger(__name__)
 
 
-def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | None]:
+def queue_options(
+    settings: Settings, *, queues: list[str] | None = None, concurrency: int | None = None
+) -> QueueOptions | None:
+    """How this process works on the task queue: on PostgreSQL every per-pair operation is a
+    queued task; on SQLite (one process) there is no queue, and asking for one is an error."""
+    if not uses_queue(settings):
+        if queues is not None or concurrency is not None:
+            raise ConfigError(
+                "--queues and --concurrency need the task queue, which runs on PostgreSQL; "
+                "with SQLite everything runs in this one process"
+            )
+        return None
+    return QueueOptions(queues=queues, concurrency=concurrency or settings.worker_concurrency)
+
+
+def build(
+    settings: Settings, *, scheduler: bool, queue: QueueOptions | None = None
+) -> tuple[Service, str, Path | None]:
     """Migrates, provisions the API token, and builds the (not yet started) service."""
     token, path = ensure_api_token(settings)
     settings = settings.model_copy(update={"api_token": token})
@@ -41,7 +59,7 @@ def build(settings: Settings, *, scheduler: bool) -> tuple[Service, str, Path | 
     added = operations.seed_pairs()
     if added:
         log.info("following %s (from the configuration)", ", ".join(map(str, added)))
-    service = Service(services, runtime, operations, scheduler=scheduler)
+    service = Service(services, runtime, operations, scheduler=scheduler, queue=queue)
     return service, token, path
 
 
@@ -64,11 +82,15 @@ def data_location(settings: Settings) -> str:
     return f"PostgreSQL database {url.database} on {host} as {url.username}"
 
 
-def run_worker(settings: Settings) -> None:
-    """Runs the scheduler and the stream without the HTTP API until SIGTERM or Ctrl-C."""
+def run_worker(
+    settings: Settings, *, queues: list[str] | None = None, concurrency: int | None = None
+) -> None:
+    """Runs the work without the HTTP API until SIGTERM or Ctrl-C: on PostgreSQL the queue's
+    tasks and this process's stream shards, on SQLite the scheduler and the stream."""
     import signal
 
-    service, _, _ = build(settings, scheduler=True)
+    options = queue_options(settings, queues=queues, concurrency=concurrency)
+    service, _, _ = build(settings, scheduler=True, queue=options)
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
@@ -86,7 +108,9 @@ def run_serve(settings: Settings, *, host: str, port: int, scheduler: bool) -> N
     from candlecast.api.app import create_app
     from candlecast.logs import redact
 
-    service, token, path = build(settings, scheduler=scheduler)
+    service, token, path = build(
+        settings, scheduler=scheduler, queue=queue_options(settings) if scheduler else None
+    )
     redact(token)
     app = create_app(service.services, service.runtime, operations=service.operations)
     # What is imported and built by now lives as long as the process: out of the collector's

@@ -22,6 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
+from candlecast.config import Settings
 from candlecast.domain import CandlecastError, JobAlreadyRunning, iso_utc
 from candlecast.jobs.common import now_ms
 from candlecast.runtime import Runtime
@@ -50,6 +51,48 @@ def stagger_seconds(key: str, every_seconds: int) -> float:
     """A stable offset in [0, every) for `key`: every replica computes the same one, and many
     pairs' jobs of one period spread over it instead of firing at the same instant."""
     return (zlib.crc32(key.encode()) % 1000) / 1000 * every_seconds
+
+
+# Ingest ticks spread over at most this many seconds after each period boundary.
+INGEST_SPREAD_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """One of a pair's periodic operations: every `every_seconds`, `offset_seconds` after each
+    multiple of it."""
+
+    operation: str
+    every_seconds: int
+    offset_seconds: float
+
+
+def periodic_operations(settings: Settings, key: str) -> tuple[Periodic, ...]:
+    """A pair's periodic operations (ingest, train, reconcile) with their stable offsets: ingest
+    spread over 30 s, train and reconcile over their whole period. Every process computes the
+    same ones, whether it schedules them itself (embedded) or hands them to the queue."""
+    ingest_spread = max(1, int(min(float(settings.ingest_every_seconds), INGEST_SPREAD_SECONDS)))
+    return (
+        Periodic("ingest", settings.ingest_every_seconds, stagger_seconds(key, ingest_spread)),
+        Periodic(
+            "train",
+            settings.train_every_seconds,
+            stagger_seconds(key, settings.train_every_seconds),
+        ),
+        Periodic(
+            "reconcile",
+            settings.reconcile_every_seconds,
+            stagger_seconds(key, settings.reconcile_every_seconds),
+        ),
+    )
+
+
+def ticks_between(periodic: Periodic, start_seconds: float, end_seconds: float) -> list[float]:
+    """The instants (epoch s) of the operation's ticks in (start, end]."""
+    every, offset = periodic.every_seconds, periodic.offset_seconds
+    first = math.floor((start_seconds - offset) / every) + 1
+    last = math.floor((end_seconds - offset) / every)
+    return [k * every + offset for k in range(first, last + 1)]
 
 
 def tick_of(now_seconds: float, every_seconds: int, offset_seconds: float = 0.0) -> int:

@@ -8,7 +8,8 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from candlecast.bootstrap import Services
 from candlecast.domain import CandlecastError, ExchangeError, JobAlreadyRunning, Pair
@@ -16,9 +17,12 @@ from candlecast.hints import retry_delay_seconds
 from candlecast.jobs.common import now_ms
 from candlecast.jobs.isolated import TrainingPool
 from candlecast.runtime import Runtime
-from candlecast.scheduler import ScheduledJob, Scheduler, stagger_seconds
+from candlecast.scheduler import ScheduledJob, Scheduler, periodic_operations
 from candlecast.service_stream import StreamRunner
 from candlecast.usecases import PairOperations
+
+if TYPE_CHECKING:
+    from candlecast.service_queue import QueueRunner
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +30,15 @@ log = logging.getLogger(__name__)
 PAIRS_POLL_SECONDS = 5.0
 # Start-ups backfilling at once; the shared weight governor paces their requests anyway.
 STARTUP_THREADS = 4
-# Ingest ticks spread over at most this many seconds after each period boundary.
-INGEST_SPREAD_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    """How this process takes part in the task queue (PostgreSQL): which queues it works on
+    (None: all) and how many sync jobs it runs at once."""
+
+    queues: list[str] | None
+    concurrency: int
 
 
 class Service:
@@ -41,6 +52,7 @@ class Service:
         *,
         scheduler: bool,
         training: TrainingPool | None = None,
+        queue: QueueOptions | None = None,
     ) -> None:
         self.services = services
         self.runtime = runtime
@@ -58,6 +70,19 @@ class Service:
         self._startups: ThreadPoolExecutor | None = None
         self._first_trainings: ThreadPoolExecutor | None = None
         self.stream = StreamRunner(services, runtime, operations, stopping=self._stop)
+        # PostgreSQL: the task queue runs the work; this process streams the shards it holds.
+        self.queue: QueueRunner | None = None
+        if scheduler and queue is not None:
+            from candlecast.service_queue import QueueRunner
+
+            self.queue = QueueRunner(
+                services,
+                operations,
+                self.stream,
+                queues=queue.queues,
+                concurrency=queue.concurrency,
+                on_change=self._wake.set,
+            )
 
     @property
     def stream_options(self) -> dict[str, Any]:
@@ -88,12 +113,24 @@ class Service:
         if not self._scheduler_enabled:
             return
         self.runtime.update(scheduler_enabled=True, stream_enabled=self.settings.stream)
-        # Warm now: the start-up sequence trains soon, and the imports then cost nothing.
-        self.training.start()
+        if self.queue is not None:
+            if self.queue.trains:
+                self.training.start()
+            self.operations.after_pairs_change.append(self._wake.set)
+            self.queue.start()
+            # The queue's workers are this process's scheduler: /api/health reads this.
+            self.runtime.update(scheduler_running=True)
+            self._sync_pairs()
+            self._spawn("candlecast-pairs", self._watch_pairs)
+            if self.settings.stream:
+                self._spawn("candlecast-stream", self.stream.run)
+            return
         self._startups = ThreadPoolExecutor(STARTUP_THREADS, "candlecast-startup")
         self._first_trainings = ThreadPoolExecutor(
             self.settings.train_workers, "candlecast-first-train"
         )
+        # Warm now: the start-up sequence trains soon, and the imports then cost nothing.
+        self.training.start()
         self._scheduler = Scheduler(
             engine=self.services.engine, runtime=self.runtime, jobs=[], max_workers=8
         )
@@ -110,6 +147,8 @@ class Service:
         self._wake.set()
         if self._scheduler is not None:
             self._scheduler.shutdown()
+        if self.queue is not None:
+            self.queue.stop()
         # The stream first: stopping a training waits for its child, and meanwhile the stream
         # thread may end and close its loop.
         self.stream.close()
@@ -146,6 +185,14 @@ class Service:
     def _sync_pairs(self) -> None:
         """Starts the pairs newly followed and stops those no longer followed."""
         followed = self.operations.followed()
+        if self.queue is not None:
+            with self._active_lock:
+                gone = self._active - set(followed)
+                self._active = set(followed)
+            for pair in gone:
+                self.runtime.pairs.forget(pair)
+            self.queue.sync_pairs(followed)
+            return
         with self._active_lock:
             added = [pair for pair in followed if pair not in self._active]
             removed = [pair for pair in self._active if pair not in followed]
@@ -254,31 +301,22 @@ class Service:
         """The pair's periodic jobs, each tick run once across replicas, spread over time."""
         if self._scheduler is None:
             return
-        settings = self.settings
-        key = str(pair)
-        ingest_spread = min(float(settings.ingest_every_seconds), INGEST_SPREAD_SECONDS)
         operations = self.operations
-        jobs: tuple[tuple[str, int, Callable[[], object], float], ...] = (
-            (
-                "ingest",
-                settings.ingest_every_seconds,
-                lambda: operations.ingest(pair),
-                stagger_seconds(key, max(1, int(ingest_spread))),
-            ),
-            (
-                "train",
-                settings.train_every_seconds,
-                lambda: operations.train(pair),
-                stagger_seconds(key, settings.train_every_seconds),
-            ),
-            (
-                "reconcile",
-                settings.reconcile_every_seconds,
-                lambda: operations.reconcile(pair),
-                stagger_seconds(key, settings.reconcile_every_seconds),
-            ),
-        )
-        for kind, every, body, offset in jobs:
+        bodies: dict[str, Callable[[], object]] = {
+            "ingest": lambda: operations.ingest(pair),
+            "train": lambda: operations.train(pair),
+            "reconcile": lambda: operations.reconcile(pair),
+        }
+        key = str(pair)
+        for periodic in periodic_operations(self.settings, key):
+            kind = periodic.operation
             self._scheduler.add(
-                ScheduledJob(f"{kind}:{pair}", every, body, offset, kind=kind, pair=key)
+                ScheduledJob(
+                    f"{kind}:{pair}",
+                    periodic.every_seconds,
+                    bodies[kind],
+                    periodic.offset_seconds,
+                    kind=kind,
+                    pair=key,
+                )
             )

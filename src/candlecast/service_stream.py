@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Lanes handling closed candles; the database serializes writers anyway beyond a few.
 CLOSE_LANES = 4
-# Gap fills after a reconnect running at once (each is a few REST calls).
+# Reconnects whose gaps are filled at once (each pair's fill is a few REST calls).
 GAP_FILL_THREADS = 2
 # How long a stop waits for closed candles already received to be handled.
 LANE_DRAIN_SECONDS = 15.0
@@ -150,7 +150,7 @@ class StreamRunner:
                 if self._stopping.is_set():
                     break
                 if isinstance(event, KlineClosed):
-                    self._submit(event.pair, self._on_closed, event.candle)
+                    self._submit(self._lane_of(event.pair), self._on_closed, event.candle)
                 elif isinstance(event, KlineUpdate):
                     self._on_update(event.candle)
                 elif isinstance(event, Reconnected):
@@ -160,8 +160,7 @@ class StreamRunner:
                         event.reason,
                         len(event.pairs),
                     )
-                    for pair in event.pairs:
-                        self._submit(pair, self._fill_gap, pair, executor=self._repairs)
+                    self.fill_gaps(event.pairs)
         finally:
             watcher.cancel()
             await stream.close()
@@ -191,14 +190,10 @@ class StreamRunner:
         return self._lanes[zlib.crc32(str(pair).encode()) % len(self._lanes)]
 
     def _submit(
-        self,
-        pair: Pair,
-        work: Callable[..., None],
-        *args: object,
-        executor: ThreadPoolExecutor | None = None,
+        self, executor: ThreadPoolExecutor, work: Callable[..., None], *args: object
     ) -> None:
         try:
-            future = (executor or self._lane_of(pair)).submit(work, *args)
+            future = executor.submit(work, *args)
         except RuntimeError:
             return  # stopping: the lanes take no more work
         with self._lock:
@@ -213,14 +208,15 @@ class StreamRunner:
         self.runtime.set_live_candle(Pair(candle.symbol, candle.interval), candle)
 
     def _caught_up(self, pair: Pair) -> bool:
-        """Whether the store holds the pair's last candle closed by the exchange's clock."""
+        """Whether the store holds the pair's last candle closed by the exchange's clock (a pair
+        with nothing stored yet counts as caught up: its backfill, not a gap fill, fetches it)."""
         step = interval_ms(pair.interval)
         last_closed = self.operations.parts.exchange_now() // step * step - step
         with self.services.engine.connect() as connection:
             newest = candle_reads.last_open_time(
                 connection, symbol=pair.symbol, interval=pair.interval
             )
-        return newest is not None and newest >= last_closed
+        return newest is None or newest >= last_closed
 
     def _following(self, pair: Pair) -> bool:
         with self._lock:
@@ -245,11 +241,30 @@ class StreamRunner:
         with suppress(RuntimeError):
             self._after_close.submit(work)
 
-    def _fill_gap(self, pair: Pair) -> None:
+    def fill_gaps(self, pairs: Iterable[Pair]) -> None:
+        """After a reconnect (or a shard taken over from another process), fetches over REST
+        the candles of these pairs that closed while nobody streamed them (in the background,
+        beside the lanes)."""
+        self._submit(self._repairs, self._fill_gaps, list(pairs))
+
+    def _fill_gaps(self, pairs: list[Pair]) -> None:
+        # A reconnect often follows a suspended host or a stepped clock: the exchange's clock is
+        # measured again first (one light request), as a stale offset would take a close that
+        # was missed for one not yet due, and that candle would come only with the next ingest.
+        try:
+            self.services.exchange_time()
+            measured = True
+        except CandlecastError as exc:
+            log.warning("could not read the exchange's clock after a reconnect: %s", exc)
+            measured = False
+        for pair in pairs:
+            self._fill_gap(pair, measured)
+
+    def _fill_gap(self, pair: Pair, clock_measured: bool) -> None:
         if not self._following(pair) or self._stopping.is_set():
             return
         try:
-            if self._caught_up(pair):
+            if clock_measured and self._caught_up(pair):
                 return  # a short drop: no candle closed meanwhile
             self.operations.ingest(pair)
         except JobAlreadyRunning:

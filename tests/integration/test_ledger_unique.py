@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from alembic import command
@@ -175,9 +176,17 @@ def test_the_migration_keeps_the_earliest_forecast_then_enforces_the_key(at_0004
     assert ids == [2, 5, 7, 8]
 
 
+def _ours(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
+    # procrastinate's tables (migration 0007) are its own, declared by its schema, not ours.
+    table = name if kind == "table" else getattr(getattr(obj, "table", None), "name", "")
+    return not str(table or "").startswith("procrastinate_")
+
+
 def test_the_tables_declare_what_the_migrations_build(engine: Engine) -> None:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": _ours}
+        )
         assert compare_metadata(context, metadata) == []
 
 

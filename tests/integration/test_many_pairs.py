@@ -48,11 +48,12 @@ TOKEN = "e2e-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _markets() -> list[Market]:
+def _markets(count: int = 11) -> list[Market]:
+    """Real BTC and ETH, then renamed, rescaled BTC segments up to `count` markets (by default
+    nine: eight followed from the start, one added later)."""
     btc = load_market(shared_data_path(MAIN_CSV), None, None)
     eth = load_market(shared_data_path(ETH_CSV), None, None)
-    # Nine renamed, rescaled BTC segments: eight followed from the start, one added later.
-    return [btc, eth, *synthetic_markets(btc, 9)]
+    return [btc, eth, *synthetic_markets(btc, count - 2)]
 
 
 def _ready_pairs(engine: Engine) -> set[tuple[str, str]]:

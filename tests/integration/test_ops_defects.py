@@ -178,6 +178,13 @@ def test_wait_false_answers_202_at_once_for_train_and_backfill(
     done = _follow(api, backfill.headers["location"])
     assert done["status"] == "ok" and done["details"]["result"]["inserted"] == 3
     assert done["name"] == "api-backfill" and done["symbol"] == "BTCUSDT"
+    if database_url.startswith("postgresql"):
+        # The task queue: the training waits for any worker (none runs in this test).
+        assert accepted.json()["queue"] == "train"
+        job = api.get(accepted.headers["location"]).json()
+        assert job["task"] == "candlecast.train" and job["pair"] == "BTCUSDT:5m"
+        assert job["status"] == "todo"
+        return
     assert _follow(api, accepted.headers["location"])["status"] == "ok"
 
 

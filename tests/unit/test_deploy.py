@@ -82,7 +82,6 @@ def test_the_compose_file_has_every_part_of_the_deployment() -> None:
     assert volume in _compose()["volumes"]  # a named volume, not a container's own layer
     assert "healthcheck" in postgres
     assert services["worker"]["command"] == ["candlecast", "worker"]
-    assert services["worker"]["profiles"] == ["worker"]
     role = services["readonly-role"]
     assert "candlecast db create-readonly-role" in " ".join(role["command"])
     assert {"CANDLECAST_READONLY_USER", "CANDLECAST_READONLY_PASSWORD"} <= set(_environment(role))
@@ -96,6 +95,34 @@ def test_the_compose_file_has_every_part_of_the_deployment() -> None:
     for service in services.values():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), port
+
+
+def test_the_workers_scale_and_the_api_runs_none() -> None:
+    """`docker compose up --scale worker=N`: the API serves without a queue worker, and the
+    worker service can be replicated (no fixed name or host port, started by default, restarted,
+    after the database is healthy and migrated) with the same settings as the API."""
+    services = _compose()["services"]
+    api, worker = services["candlecast"], services["worker"]
+    assert api["command"][:2] == ["candlecast", "serve"] and "--no-worker" in api["command"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    assert "profiles" not in worker  # `up` starts it without naming a profile
+    assert "scale" not in worker and "replicas" not in worker.get("deploy", {})
+    assert worker["command"] == ["candlecast", "worker"]
+    assert worker["restart"] == "unless-stopped"
+    assert worker["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert worker["depends_on"]["readonly-role"] == {"condition": "service_completed_successfully"}
+    # The one-shot migrates before anything else starts.
+    assert "candlecast db upgrade" in " ".join(services["readonly-role"]["command"])
+    queue = {
+        "CANDLECAST_DATABASE_URL",
+        "CANDLECAST_STREAM_SHARDS",
+        "CANDLECAST_WORKER_CONCURRENCY",
+        "CANDLECAST_TRAIN_WORKERS",
+    }
+    assert queue <= set(_environment(worker))
+    # Every process must split the pairs into the same shards and tick on the same periods.
+    assert _environment(worker) == _environment(api)
 
 
 def test_every_candlecast_variable_in_deploy_is_a_setting() -> None:

@@ -12,10 +12,12 @@ from candlecast import web
 from candlecast.api import (
     errors,
     routes_data,
+    routes_horizons,
     routes_ledger,
     routes_legacy,
     routes_ops,
     routes_pairs,
+    routes_queue,
     routes_series,
     routes_version,
 )
@@ -93,9 +95,11 @@ def create_app(
     errors.install(app)
     for module in (routes_legacy, routes_series, routes_data, routes_ops, routes_pairs):
         app.include_router(module.router)
+    app.include_router(routes_queue.router)
     app.include_router(metrics_router(metrics))
     app.include_router(routes_version.build_router(services, runtime))
     app.include_router(routes_ledger.build_router())
+    app.include_router(routes_horizons.build_router())
     install_docs(app)
     app.state.metrics = metrics
     web.mount(app, services=services)

@@ -13,7 +13,11 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, Query, Request
 
 from candlecast.api.background import BackgroundJobs
-from candlecast.api.pairs_view import PairSummaries
+from candlecast.api.pairs_view import (
+    QUEUE_SUMMARY_TTL_SECONDS,
+    SUMMARY_TTL_SECONDS,
+    PairSummaries,
+)
 from candlecast.api.series_cache import TrailingColumns, warm
 from candlecast.api.shaping import MAX_WINDOW_DAYS
 from candlecast.bootstrap import Services
@@ -28,7 +32,10 @@ from candlecast.domain import (
     validate_symbol,
 )
 from candlecast.jobs.common import DAY_MS
+from candlecast.queue.client import QueueClient, uses_queue
 from candlecast.runtime import Runtime
+from candlecast.store.leases import lease_owners
+from candlecast.stream_leases import shard_of
 from candlecast.usecases import PairOperations
 
 log = logging.getLogger(__name__)
@@ -141,13 +148,20 @@ class ApiContext:
     fast_cache: ResponseCache = field(default_factory=lambda: ResponseCache(size=64, ttl=1.0))
 
     pairs: FollowedPairs = field(init=False)
+    # PostgreSQL: defers tasks to the queue (POST /api/train?wait=false); None on SQLite.
+    queue: QueueClient | None = field(init=False)
     # Each pair's stored summary for /api/pairs, re-read after the pair's refresh.
     pair_summaries: PairSummaries = field(init=False)
 
     def __post_init__(self) -> None:
         self.background = BackgroundJobs(self.services.engine)
         self.pairs = FollowedPairs(self.operations)
-        self.pair_summaries = PairSummaries(self.services.engine)
+        settings = self.services.settings
+        self.queue = QueueClient(settings, self.services.engine) if uses_queue(settings) else None
+        self.pair_summaries = PairSummaries(
+            self.services.engine,
+            ttl=QUEUE_SUMMARY_TTL_SECONDS if self.queue is not None else SUMMARY_TTL_SECONDS,
+        )
         self.columns = TrailingColumns(
             span_ms=(MAX_WINDOW_DAYS + 1) * DAY_MS,
             max_bytes=self.services.settings.series_cache_mb * 2**20,
@@ -175,6 +189,20 @@ class ApiContext:
         # Only pairs someone looked at are kept current; the others load on their first view.
         if self.columns.holds(pair.symbol, pair.interval):
             self.warm_columns(pair)
+
+    def streamed_pairs(self, pairs: list[Pair]) -> frozenset[Pair]:
+        """The pairs on the real-time stream now: this process's own, or on PostgreSQL those
+        of the stream shards some process holds (read at most once a second)."""
+        if self.queue is None:
+            return self.runtime.streamed_pairs
+        shards = self.services.settings.stream_shards
+
+        owned: frozenset[int] | None = self.fast_cache.get(("stream-shards",))
+        if owned is None:
+            owners = lease_owners(self.services.engine, range(shards))
+            owned = frozenset(shard for shard, owner in owners.items() if owner is not None)
+            self.fast_cache.put(("stream-shards",), owned)
+        return frozenset(pair for pair in pairs if shard_of(pair, shards) in owned)
 
     def is_tracked(self, pair: Pair) -> bool:
         """Whether this installation follows the pair."""

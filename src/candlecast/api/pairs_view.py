@@ -19,6 +19,8 @@ from candlecast.store.pair_summary import PairSummary, summarize
 
 # A held summary older than this is re-read (another process may have written the pair).
 SUMMARY_TTL_SECONDS = 60.0
+# With the task queue, other processes write every pair all the time: re-read sooner.
+QUEUE_SUMMARY_TTL_SECONDS = 5.0
 
 
 class PairSummaries:

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from candlecast.api.context import ApiContext, BadParameter, Context, PairDep, parse_time
+from candlecast.api.routes_horizons import horizon_out
 from candlecast.api.schemas import CandleOut, CandlesResponse, ForecastResponse, ModelsResponse
 from candlecast.api.shaping import baselines_of, clean, iso
 from candlecast.domain import Pair, interval_ms
 from candlecast.files_export import write_csv
-from candlecast.store import candle_reads, ledger, registry
+from candlecast.store import candle_reads, horizons, ledger, registry
 
 router = APIRouter(prefix="/api", tags=["data"])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No model or forecast yet"}}
@@ -95,6 +96,7 @@ def _forecast_body(context: ApiContext, pair: Pair) -> tuple[int, bytes]:
             connection, symbol=pair.symbol, interval=pair.interval, model_id=model_id
         )
         newest = candle_reads.last_open_time(connection, symbol=pair.symbol, interval=pair.interval)
+        ahead = horizons.latest(connection, symbol=pair.symbol, interval=pair.interval)
     if entry is None:
         detail = f"model {model_id} has no forecast yet; POST /api/futures/update"
         return 404, json.dumps({"detail": detail}).encode()
@@ -121,6 +123,7 @@ def _forecast_body(context: ApiContext, pair: Pair) -> tuple[int, bytes]:
         "baselines": clean({k: float(v) for k, v in (entry["baselines"] or {}).items()}),
         "quantiles": entry.get("quantiles"),
         "current": newest is not None and int(entry["target_open_time"]) == newest + step,
+        "horizons": clean([horizon_out(row, newest=newest) for row in ahead]),
     }
     return 200, json.dumps(body).encode()
 

@@ -35,10 +35,11 @@ from candlecast.api.schemas import (
     TrainResponse,
 )
 from candlecast.api.shaping import MAX_WINDOW_DAYS, baselines_of, clean, iso, skill_of
-from candlecast.domain import Pair, interval_ms
+from candlecast.domain import JobAlreadyRunning, Pair, interval_ms
 from candlecast.jobs.common import DAY_MS
 from candlecast.jobs.modeling import NoData, NoModel
 from candlecast.ml.quantiles import QUANTILE_COLUMNS
+from candlecast.queue.client import QueueClient
 from candlecast.store import candle_reads, ledger, registry, runs
 
 router = APIRouter(prefix="/api", tags=["legacy"])
@@ -110,8 +111,22 @@ async def train(
     chosen = days or (body.days if body else None) or min(services.settings.train_days, 90)
     # Fail fast with 409 instead of paying for a child process that would only find the lock.
     await run_in_threadpool(context.operations.check_train_unlocked, pair)
+    if not wait and context.queue is not None:
+        return await _defer_training(context.queue, pair, chosen)
     return await _answer_or_accept(
         context, name="api-train", pair=pair, wait=wait, work=lambda: _train(context, pair, chosen)
+    )
+
+
+async def _defer_training(queue: QueueClient, pair: Pair, days: int) -> JSONResponse:
+    """PostgreSQL: a `candlecast.train` task for any worker; 202 with the queue job's id."""
+    job_id = await run_in_threadpool(queue.defer, "train", pair, days=days)
+    if job_id is None:
+        raise JobAlreadyRunning(f"a training of {pair} already waits in the queue")
+    return JSONResponse(
+        AcceptedResponse(job_id=job_id, queue="train").model_dump(),
+        status_code=202,
+        headers={"Location": f"/api/queue/jobs/{job_id}"},
     )
 
 

@@ -28,7 +28,7 @@ def _entries(context: ApiContext, only: Pair | None = None) -> list[dict[str, An
         followed = [entry for entry in followed if entry.pair == only]
     summaries = context.pair_summaries.get([entry.pair for entry in followed])
     now = context.clock()
-    streamed = context.runtime.streamed_pairs
+    streamed = context.streamed_pairs([entry.pair for entry in followed])
     return [
         entry_json(
             entry,

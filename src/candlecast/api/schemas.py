@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from candlecast.api.schemas_horizons import HorizonForecastOut
+
 
 class IngestResponse(BaseModel):
     """POST /api/ingest."""
@@ -48,6 +50,9 @@ class AcceptedResponse(BaseModel):
 
     status: Literal["accepted"] = "accepted"
     job_id: int
+    # Set when the job waits in the task queue (PostgreSQL): its id is the queue job's, to
+    # follow at /api/queue/jobs/{job_id}; otherwise it is a job run at /api/jobs/{job_id}.
+    queue: str | None = None
 
 
 class BackfillBody(BaseModel):
@@ -282,6 +287,11 @@ class ForecastResponse(BaseModel):
         "close_q950 equal close_lo and close_hi. Null for models without quantiles.",
     )
     current: bool = Field(description="True while the target is the candle after the newest")
+    horizons: list[HorizonForecastOut] = Field(
+        default_factory=list,
+        description="The newest forecast 3 and 12 candles ahead (one per horizon; empty before "
+        "any): the close's quantiles with its 90% interval, and the range over the horizon",
+    )
 
 
 class ModelOut(BaseModel):

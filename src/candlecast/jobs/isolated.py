@@ -52,11 +52,21 @@ class Terminated(BaseException):
     """Raised in the child on SIGTERM so the open transaction rolls back and the run is closed."""
 
 
+# The pool's process, as the child saw it at start: a different parent later means it died.
+_parent_pid: list[int] = []
+
+
 def _raise_terminated(_signum: int, _frame: object) -> None:
+    if _parent_pid and os.getppid() != _parent_pid[0]:
+        # The parent died (killed with SIGKILL): nobody waits for a result, and unwinding
+        # would leave this child waiting on the pool's pipes. Its open transaction, if any,
+        # is rolled back by the server when the connection drops.
+        os._exit(143)
     raise Terminated("training stopped by SIGTERM")
 
 
 def _die_with_parent() -> None:
+    _parent_pid.append(os.getppid())
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from candlecast.domain import CandlecastError, ExchangeError, interval_ms, iso_utc
+from candlecast.jobs import horizons as horizon_jobs
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
 from candlecast.jobs.model_cache import ModelCache
 from candlecast.ml.bundle import ModelBundle
@@ -212,7 +213,8 @@ def forecast_next(
     exchange_clock: Callable[[], int] | None = None,
     models: ModelCache | None = None,
 ) -> dict[str, Any] | None:
-    """Records the champion's forecast for the candle after the last closed one.
+    """Records the champion's forecast for the candle after the last closed one, and its
+    forecasts 3 and 12 candles ahead (store.horizons) when the bundle has horizon models.
 
     `exchange_clock` reads the exchange's time; it is read after predicting, so it bounds when
     the forecast existed, and a target that had closed by then is refused. Returns the recorded
@@ -236,6 +238,9 @@ def forecast_next(
             start=newest - (FEATURE_WINDOW + 2) * step,
         )
     prediction = bundle.predict(history).iloc[-1]
+    # The forecasts 3 and 12 candles ahead, from the same candles and before the same clock
+    # reading, so that both are held to "made before candle t+1 closed".
+    ahead = bundle.forecast_horizons(history)
     exchange_now = _read_clock(exchange_clock)
     # Non-finite values (e.g. the anchors of a pre-anchor bundle) are left out: JSON has no NaN,
     # and PostgreSQL's json type rejects it.
@@ -272,6 +277,16 @@ def forecast_next(
     )
     with write_transaction(engine) as connection:
         recorded = ledger.record(connection, forecast=forecast, close_time=newest + 2 * step - 1)
+        horizon_jobs.record(
+            connection,
+            forecasts=ahead,
+            model_id=record.id,
+            symbol=symbol,
+            interval=interval,
+            made_at=forecast.made_at,
+            made_at_exchange=exchange_now,
+            step=step,
+        )
     lateness = 0 if exchange_now is None else exchange_now - (newest + 2 * step - 1)
     if not recorded and lateness > 0:
         # Not an error (hindsight never enters the ledger), but a sign the service lags.

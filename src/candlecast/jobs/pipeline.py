@@ -1,5 +1,6 @@
-"""What follows every new closed candle: score the ledger, forecast the next candle, and
-materialize the champion's predictions. Idempotent and cheap: it reads only recent rows."""
+"""What follows every new closed candle: score the ledger and the horizon forecasts, forecast
+the next candle (and the horizons), and materialize the champion's predictions. Idempotent
+and cheap: it reads only recent rows."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from sqlalchemy import Engine
 
 from candlecast.domain import interval_ms
 from candlecast.jobs import modeling
-from candlecast.jobs.common import DAY_MS
+from candlecast.jobs.common import DAY_MS, now_ms
 from candlecast.jobs.model_cache import ModelCache
 from candlecast.ml.features import FEATURE_WINDOW
-from candlecast.store import candle_reads, predictions, registry
+from candlecast.store import candle_reads, horizons, predictions, registry
 from candlecast.store.db import write_transaction
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def refresh_after_candles(
     """
     result: dict[str, Any] = {
         "scored": modeling.score_ledger(engine, symbol=symbol, interval=interval),
+        "horizons_scored": score_horizons(engine, symbol=symbol, interval=interval),
         "recorded": 0,
         "materialized": 0,
         "champion_id": None,
@@ -65,6 +67,12 @@ def refresh_after_candles(
             engine, symbol=symbol, interval=interval, models=models
         )
     return result
+
+
+def score_horizons(engine: Engine, *, symbol: str, interval: str) -> int:
+    """Fills realized values beside every horizon forecast whose candles are all stored now."""
+    with write_transaction(engine) as connection:
+        return horizons.score(connection, symbol=symbol, interval=interval, scored_at=now_ms())
 
 
 def materialize_newest(

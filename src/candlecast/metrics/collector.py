@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from candlecast.domain import interval_ms
+from candlecast.metrics.queue import queue_families
 from candlecast.metrics.snapshot import Figures, RunTally, read_figures
 from candlecast.runtime import Runtime
 
@@ -121,6 +122,8 @@ class StoreCollector(Collector):
         yield from _candle_families(snapshot, self._runtime.exchange_now_ms())
         yield from _job_families(snapshot)
         yield from _ledger_families(snapshot)
+        if snapshot.queue is not None:
+            yield from queue_families(snapshot.queue)
 
     def _runtime_families(self) -> Iterator[Metric]:
         state = self._runtime.snapshot()

@@ -10,6 +10,7 @@ from typing import TypeVar
 from sqlalchemy import Engine
 
 from candlecast.store import figures
+from candlecast.store.queue import QueueFigures, queue_figures
 
 JOB_BUCKETS = (0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 MAE_WINDOW_MS = 86_400_000
@@ -31,6 +32,8 @@ class Figures:
     jobs: list[figures.JobRunFigures] = field(default_factory=list)
     running: dict[str, int] = field(default_factory=dict)
     forecasts: list[figures.PairForecasts] = field(default_factory=list)
+    # The task queue's figures; None where there is no queue (SQLite).
+    queue: QueueFigures | None = None
 
 
 def _add_jobs(
@@ -90,7 +93,16 @@ def read_figures(engine: Engine, tally: RunTally | None = None) -> Figures:
         running = figures.running_jobs(connection, after=tally.upto)
         unfillable = figures.unfillable_candles(connection)
         ledger = figures.pair_forecasts(connection, window_ms=MAE_WINDOW_MS)
+        tasks = queue_figures(connection, time.time_ns() // 1_000_000)
     finished = time.monotonic()
     return Figures(
-        finished, finished - started, candles, repaired, unfillable, jobs, running, ledger
+        finished,
+        finished - started,
+        candles,
+        repaired,
+        unfillable,
+        jobs,
+        running,
+        ledger,
+        tasks if tasks.enabled else None,
     )

@@ -24,6 +24,7 @@ from candlecast.ml.baselines import (
     with_anchors,
 )
 from candlecast.ml.calibration import apply_platt
+from candlecast.ml.horizons import HorizonForecast, HorizonModel, predict_horizons, to_forecast
 from candlecast.ml.quantiles import (
     GAUSS_COLUMNS,
     LEVELS,
@@ -36,10 +37,11 @@ from candlecast.ml.quantiles import (
 from candlecast.ml.targets import reconstruct
 
 FORMAT_MAGIC: Final = b"CCMB"
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 # Version 1 bundles predate gate_baselines; they were blended toward the strong naive.
 # Version 2 bundles predate the anchors (no HAR/EWMA columns, no residual offsets).
-READABLE_VERSIONS: Final = (1, 2, 3)
+# Version 3 bundles predate the multi-candle horizons (forecast_horizons returns []).
+READABLE_VERSIONS: Final = (1, 2, 3, 4)
 PREDICTION_COLUMNS: Final = (
     "open_time",
     "target_open_time",
@@ -109,6 +111,8 @@ class ModelBundle:
     sources: dict[str, str] = field(default_factory=dict)
     # target -> conformal offsets per quantiles.LEVELS, in units of the range forecast.
     quantile_offsets: dict[str, list[float]] = field(default_factory=dict)
+    # {"models": [horizons.HorizonModel.to_dict()...], "validation": {...}}; None before format 4.
+    horizons: dict[str, Any] | None = None
     _boosters: dict[str, lgb.Booster] = field(default_factory=dict, repr=False, compare=False)
 
     def _booster(self, name: str) -> lgb.Booster:
@@ -193,6 +197,29 @@ class ModelBundle:
             out[f"base_gauss_sd_{t}"] = base[f"gauss_sd_{t}"].to_numpy()
         return out[list(PREDICTION_COLUMNS)]
 
+    def horizon_models(self) -> list[HorizonModel]:
+        """The fitted multi-candle horizon models; [] for bundles trained without them."""
+        if not self.horizons or self.anchors is None:
+            return []
+        return [HorizonModel.from_dict(doc) for doc in self.horizons["models"]]
+
+    def predict_horizons(self, frame: pd.DataFrame) -> pd.DataFrame | None:
+        """Every horizon's forecast from every row of the frame (horizons.predict_horizons);
+        None for bundles without horizon models."""
+        models = self.horizon_models()
+        if not models or self.anchors is None or len(frame) == 0:
+            return None
+        return predict_horizons(frame, Anchors.from_dict(self.anchors), models)
+
+    def forecast_horizons(self, frame: pd.DataFrame) -> list[HorizonForecast]:
+        """One forecast per horizon from the LAST row of the frame (the candle history as
+        predict takes it); [] for bundles without horizon models."""
+        table = self.predict_horizons(frame)
+        if table is None:
+            return []
+        last = int(frame["open_time"].iloc[-1])
+        return [to_forecast(row) for _, row in table[table["open_time"] == last].iterrows()]
+
     def _quantiles(self, blended: dict[str, np.ndarray], last_close: np.ndarray) -> pd.DataFrame:
         """Price quantiles per QUANTILE_COLUMNS; NaN for bundles without quantile offsets."""
         if not self.quantile_offsets:
@@ -243,6 +270,7 @@ class ModelBundle:
             "offsets": self.offsets,
             "sources": self.sources,
             "quantile_offsets": self.quantile_offsets,
+            "horizons": self.horizons,
             "platt": list(self.platt),
             "direction_weight": self.direction_weight,
             "climatology": self.climatology,
@@ -274,6 +302,7 @@ class ModelBundle:
             offsets=doc.get("offsets", {}),
             sources=doc.get("sources", {}),
             quantile_offsets=doc.get("quantile_offsets", {}),
+            horizons=doc.get("horizons"),
             platt=(float(platt[0]), float(platt[1])),
             direction_weight=doc["direction_weight"],
             climatology=doc["climatology"],

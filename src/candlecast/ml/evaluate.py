@@ -23,6 +23,8 @@ from candlecast.ml.baselines import (
     baseline_returns,
 )
 from candlecast.ml.features import FEATURE_WINDOW
+from candlecast.ml.horizon_scores import join_realized as join_horizons
+from candlecast.ml.horizon_scores import score_horizons
 from candlecast.ml.metrics import (
     accuracy,
     bootstrap_skill_ci,
@@ -244,22 +246,29 @@ def fold_plan(
 
 def _fold_predictions(
     frame: pd.DataFrame, times: np.ndarray, fold: Mapping[str, int], params: TrainParams
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     in_train = (times >= fold["train_start_ms"]) & (times < fold["train_end_ms"])
     bundle = train(frame.loc[in_train].reset_index(drop=True), params)
     step = params.interval_ms
     # The forecast of the first test candle is made from the row before it; history from the end
     # of the purge gap onward is enough for every feature and never includes a training candle.
     history = (times >= fold["train_end_ms"]) & (times < fold["test_end_ms"] - step)
-    preds = bundle.predict(frame.loc[history].reset_index(drop=True))
+    history_frame = frame.loc[history].reset_index(drop=True)
+    preds = bundle.predict(history_frame)
     keep = (preds["target_open_time"] >= fold["test_start_ms"]) & (
         preds["target_open_time"] < fold["test_end_ms"]
     )
+    # Horizon forecasts from the same origins as the test block's next-candle forecasts.
+    horizons = bundle.predict_horizons(history_frame)
+    if horizons is None:
+        horizons = pd.DataFrame({"open_time": [], "horizon": []})
+    first = horizons["open_time"] + step
+    horizons = horizons[(first >= fold["test_start_ms"]) & (first < fold["test_end_ms"])]
     info: dict[str, Any] = {"train_rows": int(in_train.sum()), "weights": dict(bundle.weights)}
     info["gate_baselines"] = dict(bundle.gate_baselines)
     info["sources"] = dict(bundle.sources)
     info["direction_weight"] = bundle.direction_weight
-    return preds.loc[keep], info
+    return preds.loc[keep], horizons, info
 
 
 def walk_forward(
@@ -297,13 +306,16 @@ def walk_forward(
         times, folds=folds, train_days=train_days, interval_ms=interval_ms, test_days=test_days
     )
     all_pairs = []
+    all_horizons = []
     per_fold = []
     for number, fold in enumerate(plan, start=1):
         if on_fold is not None:
             on_fold(number, len(plan))
-        preds, info = _fold_predictions(data, times, fold, p)
+        preds, horizon_preds, info = _fold_predictions(data, times, fold, p)
         pairs = join_realized(preds, data)
         all_pairs.append(pairs)
+        horizon_pairs = join_horizons(horizon_preds, data, interval_ms)
+        all_horizons.append(horizon_pairs)
         bounds = {
             "start": iso_utc(fold["test_start_ms"]),
             "end": iso_utc(fold["test_end_ms"]),
@@ -317,9 +329,11 @@ def walk_forward(
                 **info,
                 "rows": len(pairs),
                 **score_pairs(pairs, interval_level=p.interval_level),
+                "horizons": score_horizons(horizon_pairs, interval_ms),
             }
         )
     pooled = pd.concat(all_pairs, ignore_index=True)
+    pooled_horizons = pd.concat(all_horizons, ignore_index=True)
     return {
         "symbol": symbol or p.symbol,
         "interval": interval or p.interval,
@@ -327,5 +341,6 @@ def walk_forward(
         "folds": folds,
         "train_days": train_days,
         **score_pairs(pooled, interval_level=p.interval_level),
+        "horizons": score_horizons(pooled_horizons, interval_ms),
         "per_fold": per_fold,
     }

@@ -50,6 +50,7 @@ from candlecast.ml.gating import (
     gate_baseline,
     pick_source,
 )
+from candlecast.ml.horizons import fit_horizons
 from candlecast.ml.metrics import bootstrap_skill_ci, brier, skill
 from candlecast.ml.quantiles import QUANTILE_TARGETS, conformal_offsets, validation_quantiles
 from candlecast.ml.targets import grid_targets
@@ -259,6 +260,15 @@ def train_with_inputs(
     quantile_offsets = {t: conformal_offsets(y_val[t], points[t], scale) for t in QUANTILE_TARGETS}
     validation["quantiles"] = validation_quantiles(y_val, points, base.iloc[split.val], c_val)
 
+    # Multi-candle horizons on the same split: HAR-style LAD per horizon, conformal on validation.
+    horizon_models, horizon_validation = fit_horizons(
+        grid, positions[split.fit], positions[split.val], anchors
+    )
+    horizons = {
+        "models": [m.to_dict() for m in horizon_models],
+        "validation": horizon_validation,
+    }
+
     up = targets["up"].to_numpy()
     climatology = float(np.nanmean(up[np.concatenate([split.fit, split.val])]))
     clf = lgb.train(
@@ -322,6 +332,7 @@ def train_with_inputs(
         offsets=offsets,
         sources=sources,
         quantile_offsets=quantile_offsets,
+        horizons=horizons,
         platt=(float(platt[0]), float(platt[1])),
         direction_weight=best_w,
         climatology=climatology,

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
@@ -17,10 +17,65 @@ from sqlalchemy.pool import NullPool
 from candlecast.domain import ConfigError, StoreError
 
 if TYPE_CHECKING:
+    import psycopg
     from alembic.config import Config
 
 # An arbitrary, fixed key: migrations from several replicas at once are serialised on it.
 _MIGRATION_LOCK_KEY = 0x63616E646C65  # "candle"
+
+
+# A client that vanishes without closing its socket (its host lost, a link cut) must not keep
+# its sessions, and any open transaction's locks, for the kernels' default two hours. Both ends
+# probe a silent link after 10 s idle and give up after 3 unanswered probes 3 s apart (~19 s),
+# or after 30 s of unacknowledged data. The client's side is libpq's; the server's is set by
+# SET on each new session (not in `options`, which poolers such as PgBouncer refuse or drop).
+KEEPALIVES: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+}
+TCP_USER_TIMEOUT_MS = 30_000
+SERVER_KEEPALIVES: dict[str, int] = {
+    "tcp_keepalives_idle": KEEPALIVES["keepalives_idle"],
+    "tcp_keepalives_interval": KEEPALIVES["keepalives_interval"],
+    "tcp_keepalives_count": KEEPALIVES["keepalives_count"],
+    "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+}
+SET_SERVER_KEEPALIVES: Final = "; ".join(
+    f"SET {name} = {value}" for name, value in SERVER_KEEPALIVES.items()
+)
+
+
+def postgres_connect_args(url: URL) -> dict[str, Any]:
+    """libpq parameters of every candlecast session on PostgreSQL: the URL's own `options` (a
+    search_path), UTC, and the client's side of the keepalives above."""
+    # Pinned to UTC so that no timestamptz arithmetic can ever shift with the server.
+    options = " ".join(filter(None, [str(url.query.get("options", "")), "-c timezone=UTC"]))
+    return {
+        "options": options,
+        "connect_timeout": 10,
+        **KEEPALIVES,
+        "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+    }
+
+
+def set_server_keepalives(connection: psycopg.Connection[Any]) -> None:
+    """The server's side of the keepalives, on a new session (a pool's `configure` hook)."""
+    connection.execute(SET_SERVER_KEEPALIVES)
+    if not connection.autocommit:
+        connection.commit()
+
+
+async def set_server_keepalives_async(connection: psycopg.AsyncConnection[Any]) -> None:
+    """set_server_keepalives for an asyncio pool."""
+    await connection.execute(SET_SERVER_KEEPALIVES)
+    if not connection.autocommit:
+        await connection.commit()
+
+
+def _on_postgres_connect(dbapi_connection: Any, _record: Any) -> None:
+    set_server_keepalives(dbapi_connection)
 
 
 def normalize_url(database_url: str) -> URL:
@@ -78,14 +133,14 @@ def create_store_engine(database_url: str, *, pool: bool = True) -> Engine:
         event.listen(engine, "connect", _on_sqlite_connect)
         event.listen(engine, "begin", _on_sqlite_begin)
         return engine
-    # Pin the session to UTC so that no timestamptz arithmetic can ever shift with the server.
-    options = " ".join(filter(None, [str(url.query.get("options", "")), "-c timezone=UTC"]))
+    kwargs["connect_args"] = postgres_connect_args(url)
     url = url.difference_update_query(["options"])
-    kwargs["connect_args"] = {"options": options, "connect_timeout": 10}
     kwargs["pool_pre_ping"] = True
     if not pool:
         kwargs["poolclass"] = NullPool
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _on_postgres_connect)
+    return engine
 
 
 @contextmanager

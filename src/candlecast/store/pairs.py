@@ -16,6 +16,7 @@ from candlecast.domain import Pair
 from candlecast.store.tables import (
     candles,
     forecasts,
+    horizon_forecasts,
     job_runs,
     known_gaps,
     model_artifacts,
@@ -143,7 +144,8 @@ def mark_backfilled(connection: Connection, pair: Pair, *, at: int) -> None:
 
 
 def purge(connection: Connection, pair: Pair, *, removed_at: int) -> dict[str, int]:
-    """Deletes every row that belongs to the pair (candles, models, forecasts, runs, gaps) and
+    """Deletes every row that belongs to the pair (candles, models, forecasts of the next candle
+    and of the horizons, runs, gaps) and
     marks it removed; the mark keeps a pair named in CANDLECAST_PAIRS from coming back."""
     of_pair = and_(models.c.symbol == pair.symbol, models.c.interval == pair.interval)
     model_ids = select(models.c.id).where(of_pair)
@@ -158,6 +160,14 @@ def purge(connection: Connection, pair: Pair, *, removed_at: int) -> dict[str, i
             "forecasts",
             forecasts,
             and_(forecasts.c.symbol == pair.symbol, forecasts.c.interval == pair.interval),
+        ),
+        (
+            "horizon_forecasts",
+            horizon_forecasts,
+            and_(
+                horizon_forecasts.c.symbol == pair.symbol,
+                horizon_forecasts.c.interval == pair.interval,
+            ),
         ),
         ("predictions", model_predictions, model_predictions.c.model_id.in_(model_ids)),
         ("artifacts", model_artifacts, orphaned),

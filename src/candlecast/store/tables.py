@@ -181,6 +181,42 @@ forecasts = Table(
     Index("uq_forecasts_pair_target", "symbol", "interval", "target_open_time", unique=True),
 )
 
+# Forecasts of the close and of the range (max high - min low) over the next `horizon` candles
+# (migration 0009), written once before the first of those candles closes, like the ledger's.
+# Forecast values are floats (model outputs, as in model_predictions); the realized close and
+# range come from the stored candles and stay exact. The first forecast per origin wins.
+horizon_forecasts = Table(
+    "horizon_forecasts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, nullable=False),
+    Column("symbol", String(20), nullable=False),
+    Column("interval", String(4), nullable=False),
+    Column("horizon", Integer, nullable=False),
+    # The last closed candle t the forecast is made from, and candle t + horizon.
+    Column("origin_open_time", BigInteger, nullable=False),
+    Column("end_open_time", BigInteger, nullable=False),
+    Column("made_at", BigInteger, nullable=False),
+    Column("made_at_exchange", BigInteger, nullable=True),
+    Column("last_close", Double, nullable=False),
+    # Quantile key (q025 ... q975) -> price level of close[t + horizon], and -> range level.
+    Column("close_quantiles", JSON, nullable=False),
+    Column("range", Double, nullable=False),
+    Column("range_quantiles", JSON, nullable=False),
+    # The baselines' range forecasts made at the same time; null when a baseline had no value.
+    Column("persistence_range", Double, nullable=True),
+    Column("random_walk_range", Double, nullable=True),
+    Column("har_range", Double, nullable=True),
+    # Filled in once, when all `horizon` candles are stored; never before.
+    Column("real_close", ExactDecimal, nullable=True),
+    Column("real_range", ExactDecimal, nullable=True),
+    Column("scored_at", BigInteger, nullable=True),
+    UniqueConstraint(
+        "symbol", "interval", "horizon", "origin_open_time", name="uq_horizon_forecasts_origin"
+    ),
+    Index("ix_horizon_forecasts_pair_end", "symbol", "interval", "end_open_time"),
+)
+
 PREDICTION_VALUE_COLUMNS = (
     "last_close",
     "open_next",
@@ -231,4 +267,28 @@ pairs = Table(
     Column("removed_at", BigInteger, nullable=True),
     # The end of the pair's first complete backfill; null while it is still backfilling.
     Column("backfilled_at", BigInteger, nullable=True),
+)
+
+# The host and process of each task-queue worker (migration 0008), keyed by procrastinate's
+# worker id, so that the Jobs page can say where a job runs. Empty on SQLite (no queue).
+queue_worker_hosts = Table(
+    "queue_worker_hosts",
+    metadata,
+    Column("worker_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    # Comma-separated queue names; '' when the worker serves every queue.
+    Column("queues", String(255), nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+)
+
+# The error of a task-queue job's latest failure: procrastinate keeps no exception text.
+queue_job_errors = Table(
+    "queue_job_errors",
+    metadata,
+    Column("job_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("error", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
 )

@@ -92,6 +92,7 @@ def test_report_schema(report_and_calls: Any) -> None:
         "direction",
         "per_fold",
         "quantiles",
+        "horizons",
     }
     assert report["symbol"] == "SYN" and report["interval"] == "5m"
     assert set(report["targets"]) == {"open", "high", "low", "close", "range"}

@@ -92,7 +92,18 @@
     return n > 0;
   }
 
-  function draw(s, metrics) {
+  // The whiskers at t+3 and t+12 of the forecasts made from the newest candle, in words too.
+  function horizonTraces(forecast) {
+    const traces = CC.horizons.traces(forecast);
+    const shown = ((forecast && forecast.horizons) || []).filter((h) => h.current);
+    CC.text("horizon-note", !forecast ? "" : shown.length ? "Diamonds right of the last " +
+      "candle: the median close " + shown.map((h) => h.horizon).join(" and ") + " candles " +
+      "ahead, with its 50% (thick) and 90% (thin) intervals; ranges and scores are on the " +
+      "Overview." : "No forecast 3 or 12 candles ahead from the newest candle yet.");
+    return traces;
+  }
+
+  function draw(s, metrics, forecast) {
     const c = CC.colors();
     const x = s.time.map(CC.lx);
     const d = derive(s);
@@ -111,6 +122,7 @@
         high: s.high_next, low: s.low_next, close: s.close_next, opacity: 0.75,
         increasing: { line: { color: c.pred, width: 1 }, fillcolor: "rgba(0,0,0,0)" },
         decreasing: { line: { color: c.pred, width: 1 }, fillcolor: "rgba(0,0,0,0)" } },
+      ...horizonTraces(forecast),
     ], Object.assign({ yaxis: { tickformat: ",.0f" } }, ax));
 
     const maeModel = mean(d.modelAbs);
@@ -241,9 +253,11 @@
       return CC.ready([]);
     }
     let metrics = null;
+    let forecast = null;
     if (models.ok && models.data.champion_id != null) {
-      const m = await CC.get("/api/metrics");
+      const [m, f] = await Promise.all([CC.get("/api/metrics"), CC.get("/api/forecast")]);
       metrics = m.ok ? m.data : null;
+      forecast = f.ok ? f.data : null;
       CC.banner("");
     } else {
       CC.banner("No model yet: the charts show real candles only. The first model is trained " +
@@ -251,7 +265,7 @@
     }
     if (mine !== token) return null;
     if (!metrics) CC.text("candles-note", "no model yet");
-    return draw(series.data, metrics);
+    return draw(series.data, metrics, forecast);
   }
 
   function choose(next) {

@@ -1,5 +1,6 @@
-// Overview: last closed candle, the next-candle forecast, prospective skill, service status
-// and a small live chart. Everything is re-read when /api/version changes.
+// Overview: last closed candle, the next-candle forecast and those 3 and 12 candles ahead,
+// prospective skill, service status and a small live chart. Everything is re-read when
+// /api/version changes.
 "use strict";
 (function () {
   const CC = window.CC;
@@ -132,6 +133,7 @@
           forecast.close_lo], color: c.pred, thickness: 1.5, width: 6 },
       });
     }
+    traces.push(...CC.horizons.traces(forecast));
     return CC.plot("chart-live", traces, { showlegend: false, hovermode: "closest",
       xaxis: CC.localAxis(), yaxis: { tickformat: ",.0f" } });
   }
@@ -148,18 +150,20 @@
       CC.empty("skill-block", "No forecasts scored yet", "Skill appears once recorded " +
         "forecasts have met their candles.");
       CC.empty("chart-live", why.title, why.text);
+      CC.horizons.table("hz-block", null, null);
       const jobs = await jobsP;
       showStatus(status, jobs.ok ? jobs.data : null);
       return CC.ready([]);
     }
     CC.banner("");
     const since = new Date(Date.parse(status.last_candle_time) - HOURS * 3600e3).toISOString();
-    const [series, models, jobs, day, week] = await Promise.all([
+    const [series, models, jobs, day, week, ahead] = await Promise.all([
       CC.get("/api/series?format=columns&start=" + encodeURIComponent(since)),
       CC.get("/api/models?limit=1"),
       jobsP,
       CC.get("/api/ledger?days=1&points=false"),
       CC.get("/api/ledger?days=7&points=false"),
+      CC.get("/api/horizons?days=7"),
     ]);
     showStatus(status, jobs.ok ? jobs.data : null);
     let forecast = null;
@@ -178,6 +182,8 @@
     } else {
       CC.empty("fc-block", "Models unavailable", models.detail || "HTTP " + models.status);
     }
+    restore("hz-block");
+    CC.horizons.table("hz-block", forecast, ahead.ok ? ahead.data : null);
     if (day.ok && week.ok) {
       restore("skill-block");
       showSkill("skill-1", day.data);
@@ -204,7 +210,7 @@
     }
   }
   document.addEventListener("DOMContentLoaded", () => {
-    ["last-block", "fc-block", "skill-block"].forEach((id) => {
+    ["last-block", "fc-block", "skill-block", "hz-block"].forEach((id) => {
       const el = CC.$(id);
       if (el) original[id] = Array.from(el.childNodes);
     });
