@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from candlecast.ml.evaluate import walk_forward
+from candlecast.ml.features import attach_reference
 from candlecast.ml.metrics import mae
 from candlecast.ml.train import train
 
@@ -30,10 +31,13 @@ FOLDS = 6
 TRAIN_DAYS = 60
 SETUP = {"folds": FOLDS, "train_days": TRAIN_DAYS}
 # Other fixtures: (csv, interval, train_days); six folds each, test blocks split the rest.
-FIXTURES = (
-    ("ethusdt-5m-2025-08-19_2025-09-20-full.csv", "5m", 20),
-    ("btcusdt-1m-2025-05-20_2025-08-18.csv", "1m", 30),
-    ("btcusdt-1h-2024-07-19_2026-07-19-full.csv", "1h", 365),
+# A fourth element names the reference pair's file: the same walk-forward with cross-asset
+# features (ETH's models reading BTC's candles, as a service following both trains them).
+FIXTURES: tuple[tuple[str, ...], ...] = (
+    ("ethusdt-5m-2025-08-19_2025-09-20-full.csv", "5m", "20"),
+    ("ethusdt-5m-2025-08-19_2025-09-20-full.csv", "5m", "20", MAIN_CSV),
+    ("btcusdt-1m-2025-05-20_2025-08-18.csv", "1m", "30"),
+    ("btcusdt-1h-2024-07-19_2026-07-19-full.csv", "1h", "365"),
 )
 STEPS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
 # Issue 11's targets: skill against HAR (with the bootstrap CI above 0) and the rolling median.
@@ -137,19 +141,24 @@ def horizon_summary(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def fixture_summary(root: Path, csv: str, interval: str, train_days: float) -> dict[str, Any]:
-    """Walk-forward of one fixture: wall time, rows, the target checks and per-fold HAR skill."""
+def fixture_summary(
+    root: Path, csv: str, interval: str, days: str, reference_csv: str | None = None
+) -> dict[str, Any]:
+    """Walk-forward of one fixture: wall time, rows, the target checks and per-fold HAR skill;
+    with `reference_csv`, the other pair's candles are the models' cross-asset features."""
     frame = load(root / csv)
+    params: dict[str, Any] = {"interval": interval, "symbol": csv.split("-")[0].upper()}
+    if reference_csv is not None:
+        frame = attach_reference(frame, load(root / reference_csv))
+        params["reference"] = reference_csv.split("-")[0].upper()
+    train_days = float(days)
     t0 = time.perf_counter()
     report = walk_forward(
-        frame,
-        interval_ms=STEPS[interval],
-        folds=FOLDS,
-        train_days=train_days,
-        params={"interval": interval},
+        frame, interval_ms=STEPS[interval], folds=FOLDS, train_days=train_days, params=params
     )
     return {
         "fixture": csv,
+        "reference": params.get("reference"),
         "train_days": train_days,
         "walk_forward_s": round(time.perf_counter() - t0, 2),
         "test_rows": report["rows"],

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # The pairs to follow, `SYMBOL:INTERVAL,...`; unset means `symbol:interval`. They seed the
     # database's pair list on first start; `candlecast pairs` changes that list later.
     pairs: str | None = None
+    # Cross-asset features: models of the other followed pairs at the same interval also read
+    # this pair's recent returns and ranges while it is followed. Empty turns it off.
+    reference_symbol: str = "BTCUSDT"
     # Each pair's backfill window.
     backfill_days: int = Field(default=90, ge=1, le=3650)
 
@@ -87,6 +90,16 @@ class Settings(BaseSettings):
     @classmethod
     def _symbol_is_wellformed(cls, value: str) -> str:
         return validate_symbol(value)
+
+    @field_validator("reference_symbol")
+    @classmethod
+    def _reference_is_wellformed(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        try:
+            return validate_symbol(value.strip())
+        except ConfigError as exc:
+            raise ValueError(f"CANDLECAST_REFERENCE_SYMBOL: {exc}") from None
 
     @field_validator("interval")
     @classmethod

@@ -59,8 +59,11 @@ def test_the_champion_comparison_on_the_window_equals_the_whole_frame(engine: En
     ]
     champion = modeling.load_bundle(engine, int(first.model_id or 0))
     new = modeling.load_bundle(engine, int(second.model_id or 0))
-    frame = modeling._window_frame(engine, symbol="BTCUSDT", interval="5m", days=6)
-    compared = modeling._comparison_frame(frame, new, champion)
+    with engine.connect() as connection:
+        frame = modeling._window_frame(
+            connection, symbol="BTCUSDT", interval="5m", days=6, reference=None
+        )
+    compared = modeling._comparison_frame(engine, frame, new, champion)
     assert len(compared) < len(frame) // 2  # the cut is real
     whole = decide(new, champion, frame)
     cut = decide(new, champion, compared)

@@ -166,6 +166,8 @@ def _write_reports(path: Path | None, reports: dict[str, dict[str, Any]], *, sev
 
 def print_report(report: dict[str, Any]) -> None:
     """A walk-forward report's tables and summary lines."""
+    if report.get("reference"):
+        out.print(f"cross-asset features from {report['reference']}", highlight=False)
     out.print(report_tables(report), soft_wrap=False)
     ci = report["close_interval"]
     direction = report["direction"]

@@ -106,6 +106,7 @@ def in_process_trainer(services: Services, on_stage: Callable[[str], None] | Non
             days=days,
             force=force,
             on_stage=on_stage,
+            reference=services.settings.reference_symbol or None,
         )
         return {
             **outcome.details,

@@ -108,6 +108,7 @@ def _train_in_child(
             days=days,
             force=force,
             params={"num_threads": 1},
+            reference=settings.reference_symbol or None,
         )
     finally:
         services.close()

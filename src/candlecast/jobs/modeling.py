@@ -17,9 +17,10 @@ from candlecast.domain import CandlecastError, ExchangeError, interval_ms, iso_u
 from candlecast.jobs import horizons as horizon_jobs
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
 from candlecast.jobs.model_cache import ModelCache
+from candlecast.jobs.reference import choose_reference, read_history
 from candlecast.ml.bundle import ModelBundle
 from candlecast.ml.evaluate import prospective_metrics, walk_forward
-from candlecast.ml.features import FEATURE_WINDOW
+from candlecast.ml.features import FEATURE_WINDOW, attach_reference
 from candlecast.ml.promotion import comparison_window, decide
 from candlecast.ml.quantiles import QUANTILE_COLUMNS
 from candlecast.ml.train import TrainParams, train_with_inputs
@@ -55,28 +56,42 @@ class TrainOutcome:
     details: dict[str, Any]
 
 
-def _window_frame(engine: Engine, *, symbol: str, interval: str, days: float) -> pd.DataFrame:
-    with engine.connect() as connection:
-        newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
-        if newest is None:
-            raise NoData(f"no {symbol} {interval} candles stored; run `candlecast backfill`")
-        start = newest - int(days * DAY_MS) + interval_ms(interval)
-        return candle_reads.read_frame(connection, symbol=symbol, interval=interval, start=start)
+def _window_frame(
+    connection: Connection, *, symbol: str, interval: str, days: float, reference: str | None
+) -> pd.DataFrame:
+    newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
+    if newest is None:
+        raise NoData(f"no {symbol} {interval} candles stored; run `candlecast backfill`")
+    start = newest - int(days * DAY_MS) + interval_ms(interval)
+    return read_history(
+        connection, symbol=symbol, interval=interval, start=start, reference=reference
+    )
 
 
 def _comparison_frame(
-    frame: pd.DataFrame, new: ModelBundle, champion: ModelBundle | None
+    engine: Engine, frame: pd.DataFrame, new: ModelBundle, champion: ModelBundle | None
 ) -> pd.DataFrame:
     """The rows the champion comparison reads: the shared held-out window and its history.
 
     Features are causal over FEATURE_WINDOW rows, so both models' predictions inside the window
     are the same as over the whole frame, at a fraction of the cost of predicting all of it.
+    A champion that reads another reference pair than the new model gets its candles beside.
     """
     if champion is None:
         return frame
     start, _end = comparison_window(new, champion)
     history = (FEATURE_WINDOW + 2) * int(new.meta["interval_ms"])
-    return frame[frame["open_time"] >= start - history].reset_index(drop=True)
+    window = frame[frame["open_time"] >= start - history].reset_index(drop=True)
+    if champion.reference is None or champion.reference == new.reference:
+        return window
+    with engine.connect() as connection:
+        ref = candle_reads.read_frame(
+            connection,
+            symbol=champion.reference,
+            interval=str(new.meta["interval"]),
+            start=int(window["open_time"].iloc[0]),
+        )
+    return attach_reference(window, ref)
 
 
 def validation_summary(bundle: ModelBundle) -> dict[str, Any]:
@@ -103,10 +118,13 @@ def train_model(
     params: dict[str, Any] | None = None,
     force: bool = False,
     on_stage: StageCallback | None = None,
+    reference: str | None = None,
 ) -> TrainOutcome:
     """Trains on the last `days` days, registers the model, and promotes it if not worse.
 
-    `on_stage` hears the name of each stage as it begins (for a progress display).
+    `on_stage` hears the name of each stage as it begins (for a progress display). `reference`
+    (settings.reference_symbol) is the pair whose candles the model also reads, when it is
+    another followed pair of this interval (jobs.reference.choose_reference).
     """
     stage = on_stage or _no_stage
     with (
@@ -114,13 +132,24 @@ def train_model(
         recorded_run(engine, name="train", symbol=symbol, interval=interval) as details,
     ):
         stage("loading candles")
-        frame = _window_frame(engine, symbol=symbol, interval=interval, days=days)
-        train_params = TrainParams(**{"symbol": symbol, "interval": interval, **(params or {})})
-        newest = int(frame["open_time"].iloc[-1])
         with engine.connect() as connection:
+            chosen = choose_reference(
+                connection, symbol=symbol, interval=interval, wanted=reference
+            )
+            frame = _window_frame(
+                connection, symbol=symbol, interval=interval, days=days, reference=chosen
+            )
             previous = registry.latest(connection, symbol=symbol, interval=interval)
             champion_record = registry.champion(connection, symbol=symbol, interval=interval)
-        same_params = previous is not None and previous.params.get("days") == days
+        train_params = TrainParams(
+            **{"symbol": symbol, "interval": interval, "reference": chosen, **(params or {})}
+        )
+        newest = int(frame["open_time"].iloc[-1])
+        same_params = (
+            previous is not None
+            and previous.params.get("days") == days
+            and previous.params.get("reference") == train_params.reference
+        )
         if not force and previous is not None and previous.train_end == newest and same_params:
             details.update(
                 {
@@ -143,7 +172,7 @@ def train_model(
         stage("comparing with the champion (one predict over the training window)")
         materialized = bundle.predict(frame, inputs)
         champion_bundle = load_bundle(engine, champion_record.id) if champion_record else None
-        compared = _comparison_frame(frame, bundle, champion_bundle)
+        compared = _comparison_frame(engine, frame, bundle, champion_bundle)
         decision = decide(bundle, champion_bundle, compared, new_predictions=materialized)
         decision["champion_id"] = champion_record.id if champion_record else None
         metrics = validation_summary(bundle)
@@ -231,12 +260,15 @@ def forecast_next(
         newest = candle_reads.last_open_time(connection, symbol=symbol, interval=interval)
         if newest is None:
             raise NoData(f"no {symbol} {interval} candles stored")
-        history = candle_reads.read_frame(
+        history = read_history(
             connection,
             symbol=symbol,
             interval=interval,
             start=newest - (FEATURE_WINDOW + 2) * step,
+            reference=bundle.reference,
         )
+    if bundle.reference is not None:
+        _warn_without_reference(history, bundle.reference, newest - step, symbol, interval)
     prediction = bundle.predict(history).iloc[-1]
     # The forecasts 3 and 12 candles ahead, from the same candles and before the same clock
     # reading, so that both are held to "made before candle t+1 closed".
@@ -300,6 +332,22 @@ def forecast_next(
     return forecast.__dict__ if recorded else None
 
 
+def _warn_without_reference(
+    history: pd.DataFrame, reference: str, wanted: int, symbol: str, interval: str
+) -> None:
+    """Logs when the reference pair's candle that the newest row's features read is missing:
+    the forecast is still made (the trees route missing features), but it is a weaker one."""
+    found = history.loc[history["open_time"] == wanted, "ref_close"]
+    if found.empty or not math.isfinite(float(found.iloc[0])):
+        log.warning(
+            "%s %s: the %s candle of %s is not stored; forecasting without it",
+            symbol,
+            interval,
+            reference,
+            iso_utc(wanted),
+        )
+
+
 def _read_clock(exchange_clock: Callable[[], int] | None) -> int | None:
     """The exchange's time, or None when unknown (no clock, or the exchange unreachable)."""
     if exchange_clock is None:
@@ -352,14 +400,24 @@ def evaluate(
     train_days: float,
     params: dict[str, Any] | None = None,
     on_stage: StageCallback | None = None,
+    reference: str | None = None,
 ) -> dict[str, Any]:
-    """Walk-forward evaluation over stored candles, exactly as `train` fits each fold."""
+    """Walk-forward evaluation over stored candles, exactly as `train` fits each fold (with the
+    same reference pair: `reference` as train_model takes it)."""
     stage = on_stage or _no_stage
     with recorded_run(engine, name="evaluate", symbol=symbol, interval=interval) as details:
         stage("loading candles")
         with engine.connect() as connection:
-            frame = candle_reads.read_frame(
-                connection, symbol=symbol, interval=interval, start=start, end=end
+            chosen = choose_reference(
+                connection, symbol=symbol, interval=interval, wanted=reference
+            )
+            frame = read_history(
+                connection,
+                symbol=symbol,
+                interval=interval,
+                start=start,
+                end=end,
+                reference=chosen,
             )
         if frame.empty:
             raise NoData(f"no {symbol} {interval} candles stored in that window")
@@ -373,16 +431,18 @@ def evaluate(
             folds=folds,
             train_days=train_days,
             interval_ms=interval_ms(interval),
-            params={"symbol": symbol, "interval": interval, **(params or {})},
+            params={"symbol": symbol, "interval": interval, "reference": chosen, **(params or {})},
             symbol=symbol,
             interval=interval,
             on_fold=on_fold,
         )
+        report["reference"] = chosen
         details.update(
             {
                 "rows": report["rows"],
                 "folds": report["folds"],
                 "train_days": train_days,
+                "reference": chosen,
                 "skill": {k: v["skill"] for k, v in report["targets"].items()},
                 "brier": report["direction"]["brier"],
                 "brier_baseline": report["direction"]["brier_baseline"],

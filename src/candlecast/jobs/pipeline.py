@@ -14,6 +14,7 @@ from candlecast.domain import interval_ms
 from candlecast.jobs import modeling
 from candlecast.jobs.common import DAY_MS, now_ms
 from candlecast.jobs.model_cache import ModelCache
+from candlecast.jobs.reference import read_history
 from candlecast.ml.features import FEATURE_WINDOW
 from candlecast.store import candle_reads, horizons, predictions, registry
 from candlecast.store.db import write_transaction
@@ -128,12 +129,13 @@ def fill_unpredicted(
     bundle = modeling.load_bundle(engine, model_id, cache=models)
     step = interval_ms(interval)
     with engine.connect() as connection:
-        history = candle_reads.read_frame(
+        history = read_history(
             connection,
             symbol=symbol,
             interval=interval,
             start=missing[0] - (FEATURE_WINDOW + 2) * step,
             end=missing[-1],
+            reference=bundle.reference,
         )
     predicted = bundle.predict(history)
     fresh = predicted[predicted["open_time"].isin(missing)]
@@ -163,12 +165,13 @@ def materialize(
     bundle = modeling.load_bundle(engine, model_id, cache=models)
     with engine.connect() as connection:
         # Only the feature window before the first new candle is read, not the whole history.
-        history = candle_reads.read_frame(
+        history = read_history(
             connection,
             symbol=symbol,
             interval=interval,
             start=first - (FEATURE_WINDOW + 2) * step,
             end=newest,
+            reference=bundle.reference,
         )
     if history.empty:
         return 0

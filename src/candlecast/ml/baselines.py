@@ -32,6 +32,7 @@ from candlecast.ml.features import (
     grid_features,
     naive_excursions,
     on_rows,
+    reference_features,
     to_grid,
 )
 from candlecast.ml.quantiles import QUANTILE_TARGETS, gaussian_sd
@@ -118,11 +119,13 @@ def frame_inputs(
     """Returns (grid, features, baseline returns) of the frame's rows, with one grid pass.
 
     Equal to build_features and baseline_returns, but the time grid and the rolling medians that
-    both need are computed once; the grid is returned for targets.grid_targets.
+    both need are computed once; the grid is returned for targets.grid_targets. The features
+    also hold REFERENCE_FEATURES (all NaN unless the frame carries a reference pair's columns).
     """
     grid = to_grid(frame, interval_ms)
     naive = naive_excursions(grid, NAIVE_WINDOW)
-    feats = on_rows(grid_features(grid, naive), frame)
+    own = grid_features(grid, naive)
+    feats = on_rows(pd.concat([own, reference_features(grid)], axis=1), frame)
     base = on_rows(grid_baselines(grid, naive), frame)
     return grid, feats, base
 

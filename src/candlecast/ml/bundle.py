@@ -197,6 +197,13 @@ class ModelBundle:
             out[f"base_gauss_sd_{t}"] = base[f"gauss_sd_{t}"].to_numpy()
         return out[list(PREDICTION_COLUMNS)]
 
+    @property
+    def reference(self) -> str | None:
+        """The symbol of the pair (same interval) whose candles this bundle's features read;
+        predict's frame must carry them (features.attach_reference). None for most bundles."""
+        reference = self.params.get("reference")
+        return None if reference is None else str(reference)
+
     def horizon_models(self) -> list[HorizonModel]:
         """The fitted multi-candle horizon models; [] for bundles trained without them."""
         if not self.horizons or self.anchors is None:

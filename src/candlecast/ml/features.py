@@ -31,6 +31,9 @@ FRAME_COLUMNS: Final = (
 )
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")
 OPTIONAL_COLUMNS: Final = ("quote_volume", "trades", "taker_buy_base", "taker_buy_quote")
+# Another followed pair's candle at the same open_time (attach_reference), e.g. BTCUSDT's beside
+# ETHUSDT's; absent unless the model uses a reference pair.
+REFERENCE_COLUMNS: Final = ("ref_high", "ref_low", "ref_close")
 
 RETURN_LAGS: Final = (1, 2, 3, 6, 12, 36, 144, 288)
 VOL_WINDOWS: Final = (6, 24, 72, 288)
@@ -58,6 +61,18 @@ def _feature_names() -> tuple[str, ...]:
 
 
 FEATURE_NAMES: Final = _feature_names()
+# Cross-asset features of row t, from the reference pair's candles up to t-1 only (one candle
+# behind): at the instant candle t closes, the reference's candle t closes too, and a forecast
+# must not wait for another pair's stream. Measured, the lag costs nothing (docs/model.md).
+REFERENCE_LAG: Final = 1
+REFERENCE_FEATURES: Final = (
+    "ref_ret_1",
+    "ref_ret_3",
+    "ref_hl",
+    "ref_hl_6",
+    "ref_hl_over_288",
+    "ref_ret_1_minus_own",
+)
 
 
 def validate_frame(frame: pd.DataFrame, interval_ms: int) -> None:
@@ -80,7 +95,8 @@ def to_grid(frame: pd.DataFrame, interval_ms: int) -> pd.DataFrame:
     """Returns the candles reindexed onto every open_time from first to last; gaps are NaN rows."""
     validate_frame(frame, interval_ms)
     cols = [c for c in FRAME_COLUMNS if c != "open_time"]
-    data = frame.reindex(columns=list(FRAME_COLUMNS)).set_index("open_time")[cols]
+    cols += [c for c in REFERENCE_COLUMNS if c in frame.columns]
+    data = frame.reindex(columns=["open_time", *cols]).set_index("open_time")[cols]
     data = data.astype("float64")
     if len(data) == 0:
         return data
@@ -181,6 +197,43 @@ def grid_features(grid: pd.DataFrame, naive: pd.DataFrame | None = None) -> pd.D
     f["dow_sin"] = pd.Series(np.sin(week_phase), index=grid.index)
     f["dow_cos"] = pd.Series(np.cos(week_phase), index=grid.index)
     out = pd.DataFrame(f, index=grid.index)[list(FEATURE_NAMES)]
+    return out.replace([np.inf, -np.inf], np.nan).astype("float64")
+
+
+def attach_reference(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """The frame with the reference pair's high, low and close of the same open_time as
+    REFERENCE_COLUMNS (NaN where the reference has no candle); the frame's rows are unchanged."""
+    ref = reference.loc[:, ["open_time", "high", "low", "close"]].rename(
+        columns={"high": "ref_high", "low": "ref_low", "close": "ref_close"}
+    )
+    ref["open_time"] = ref["open_time"].astype("int64")
+    own = frame.drop(columns=[c for c in REFERENCE_COLUMNS if c in frame.columns])
+    joined = own.merge(ref, on="open_time", how="left", validate="one_to_one")
+    joined.index = frame.index
+    return joined
+
+
+def reference_features(grid: pd.DataFrame) -> pd.DataFrame:
+    """REFERENCE_FEATURES on a gap-filled grid; all NaN when the grid has no reference columns.
+
+    Row t reads the reference's candles t-REFERENCE_LAG and earlier, never candle t itself.
+    """
+    if not all(c in grid.columns for c in REFERENCE_COLUMNS):
+        return pd.DataFrame(np.nan, index=grid.index, columns=list(REFERENCE_FEATURES))
+    h, low, c = (grid[k] for k in REFERENCE_COLUMNS)
+    hl = _log_ratio(h, low)
+    ret_1 = _log_ratio(c, c.shift(1))
+    own_ret_1 = _log_ratio(grid["close"], grid["close"].shift(1))
+    f = {
+        "ref_ret_1": ret_1,
+        "ref_ret_3": _log_ratio(c, c.shift(3)),
+        "ref_hl": hl,
+        "ref_hl_6": _roll_mean(hl, 6),
+        "ref_hl_over_288": hl / (_roll_mean(hl, 288) + _EPS),
+        # The reference's move minus the pair's own over the same candle: a lead-lag gap.
+        "ref_ret_1_minus_own": ret_1 - own_ret_1,
+    }
+    out = pd.DataFrame(f, index=grid.index).shift(REFERENCE_LAG)[list(REFERENCE_FEATURES)]
     return out.replace([np.inf, -np.inf], np.nan).astype("float64")
 
 

@@ -39,7 +39,14 @@ from candlecast.ml.baselines import (
 )
 from candlecast.ml.bundle import FrameInputs, ModelBundle
 from candlecast.ml.calibration import apply_platt, fit_platt
-from candlecast.ml.features import FEATURE_NAMES, FEATURE_WINDOW, PRICE_COLUMNS, on_rows
+from candlecast.ml.features import (
+    FEATURE_NAMES,
+    FEATURE_WINDOW,
+    PRICE_COLUMNS,
+    REFERENCE_COLUMNS,
+    REFERENCE_FEATURES,
+    on_rows,
+)
 from candlecast.ml.gating import (
     BLOCK_MS,
     SIGNIFICANCE_TARGETS,
@@ -84,6 +91,9 @@ class TrainParams:
     # see its inputs as features; False fits them from scratch (the pre-anchor behaviour).
     anchor_offset: bool = True
     min_train_rows: int = 2 * FEATURE_WINDOW
+    # Another pair's symbol (same interval) whose recent candles are features (cross-asset, e.g.
+    # BTCUSDT for ETHUSDT); the frame must carry its columns (features.attach_reference).
+    reference: str | None = None
 
     @property
     def interval_ms(self) -> int:
@@ -187,6 +197,15 @@ def train_with_inputs(
     """train, plus the frame's inputs: bundle.predict(frame, inputs) then builds no features."""
     p = resolve_params(params)
     step = p.interval_ms
+    if p.reference is not None:
+        if p.reference == p.symbol:
+            raise ValueError(f"a pair cannot be its own reference: {p.reference}")
+        missing = [c for c in REFERENCE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"params.reference is {p.reference!r} but the frame lacks {missing} "
+                "(features.attach_reference adds them)"
+            )
     grid, feats, base = frame_inputs(frame, step)
     grid_y = grid_targets(grid)
     targets = on_rows(grid_y, frame)
@@ -198,6 +217,9 @@ def train_with_inputs(
     anchor_feats, base = with_anchors(anchors, grid, frame, base)
     feats = pd.concat([feats, anchor_feats], axis=1)
     feature_names = [*FEATURE_NAMES, *ANCHOR_FEATURES]
+    if p.reference is not None:
+        feature_names += REFERENCE_FEATURES
+    feats = feats[feature_names]
     x_fit = feats.iloc[split.fit]
     x_val = feats.iloc[split.val]
     c_val = targets["last_close"].to_numpy()[split.val]
@@ -319,6 +341,7 @@ def train_with_inputs(
         "rows": len(frame),
         "feature_window": FEATURE_WINDOW,
         "data_fingerprint": data_fingerprint(frame),
+        "reference": p.reference,
     }
     order = (*REGRESSION_TARGETS, "direction", "quantiles")
     validation = {k: validation[k] for k in order if k in validation}

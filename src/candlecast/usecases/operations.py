@@ -413,4 +413,5 @@ class PairOperations:
             folds=folds,
             train_days=train_days,
             on_stage=on_stage,
+            reference=self.settings.reference_symbol or None,
         )
