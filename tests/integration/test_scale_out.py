@@ -279,8 +279,9 @@ def test_killed_worker_mid_training_and_a_database_restart_lose_nothing(
         database_url,
         fake,
         CANDLECAST_PAIRS=",".join(map(str, pairs)),
-        CANDLECAST_BACKFILL_DAYS="20",
-        CANDLECAST_TRAIN_DAYS="20",
+        # 60 days: a training of 20 days could end (about 1 s) before the kill reached it.
+        CANDLECAST_BACKFILL_DAYS="60",
+        CANDLECAST_TRAIN_DAYS="60",
         CANDLECAST_TRAIN_EVERY_SECONDS="3600",
         CANDLECAST_INGEST_EVERY_SECONDS="10",
         CANDLECAST_STREAM="false",
@@ -297,14 +298,18 @@ def test_killed_worker_mid_training_and_a_database_restart_lose_nothing(
             ).scalar_one()
         job_id = client.defer("train", btc, force=True)
         assert job_id is not None
-        _wait_for(lambda: _job(engine, job_id)["status"] == "doing", timeout=60, what="training")
+        deadline = time.monotonic() + 60
+        while _job(engine, job_id)["status"] != "doing":
+            assert time.monotonic() < deadline, "the training never started"
+            time.sleep(0.05)
         first_worker = int(str(_job(engine, job_id)["worker_id"]))
         victim_pid = _worker_pids(engine)[first_worker]
         victim = next(w for w in workers if w.pid == victim_pid)
-        time.sleep(1.0)  # inside the training child by now
         children = psutil.Process(victim.pid).children(recursive=True)
         victim.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
+        # The kill must land mid-task, or this test proves nothing: the job is still running.
+        assert _job(engine, job_id)["status"] == "doing", "the training ended before the kill"
         # Its training children end with it.
         _, still = psutil.wait_procs(children, timeout=15)
         assert not still, f"training children outlived their worker: {still}"
@@ -313,7 +318,10 @@ def test_killed_worker_mid_training_and_a_database_restart_lose_nothing(
             job = _job(engine, job_id)
             return job["status"] in ("doing", "succeeded") and job["worker_id"] != first_worker
 
-        _wait_for(retried_elsewhere, timeout=45, what="the training retried on the other worker")
+        try:
+            _wait_for(retried_elsewhere, timeout=45, what="the training retried elsewhere")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; job {_job(engine, job_id)}\n{processes.logs()}") from None
         restarted = time.monotonic() - killed_at
         assert restarted <= 30, f"the killed worker's training restarted after {restarted:.1f} s"
         _wait_for(

@@ -38,7 +38,8 @@ def test_store_sessions_have_server_side_keepalives_and_keep_their_schema(
     engine: Engine, database_url: str
 ) -> None:
     with engine.connect() as connection:
-        settings: dict[str, str] = dict(connection.execute(text(_QUERY)).tuples().all())
+        rows = connection.execute(text(_QUERY)).all()
+        settings: dict[str, str] = {str(name): str(value) for name, value in rows}
     assert {k: settings[k] for k in EXPECTED} == EXPECTED
     # The URL's own options (the test schema's search_path) are kept beside ours.
     options = str(db.normalize_url(database_url).query["options"])
