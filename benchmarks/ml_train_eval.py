@@ -163,6 +163,7 @@ def fixture_summary(
         "walk_forward_s": round(time.perf_counter() - t0, 2),
         "test_rows": report["rows"],
         "checks": target_checks(report),
+        "direction_brier": {k: report["direction"][k] for k in ("brier", "brier_baseline")},
         "horizons": horizon_summary(report),
         "per_fold_har_skill": [
             {k: f["targets"][k].get("har_skill") for k in HAR_GOALS} for f in report["per_fold"]
