@@ -27,17 +27,21 @@ TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@lru_cache(maxsize=1)
-def _all_rows() -> tuple[candle_rows.CandleRow, ...]:
+def csv_rows(name: str, *, first: int, last: int) -> list[candle_rows.CandleRow]:
+    """The 5m candles of a shared-data file with open_time in [first, last], as store rows."""
     rows: list[candle_rows.CandleRow] = []
-    first, last = FIRST - 2 * DAY, FIRST + 20 * DAY
-    with shared_data_path(MAIN_CSV).open(newline="") as handle:
+    with shared_data_path(name).open(newline="") as handle:
         for row in csv.DictReader(handle):
             open_time = parse_iso_utc(row["open_time"])
             if first <= open_time <= last:
                 prices = (row["open"], row["high"], row["low"], row["close"], row["volume"])
                 rows.append((open_time, *prices, open_time + STEP - 1, None, None, None, None))
-    return tuple(rows)
+    return rows
+
+
+@lru_cache(maxsize=1)
+def _all_rows() -> tuple[candle_rows.CandleRow, ...]:
+    return tuple(csv_rows(MAIN_CSV, first=FIRST - 2 * DAY, last=FIRST + 20 * DAY))
 
 
 def load(engine: Engine, *, days: float, first: int = FIRST) -> int:

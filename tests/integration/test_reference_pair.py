@@ -3,7 +3,6 @@ followed, on SQLite and PostgreSQL; training, the recorded forecast and the char
 
 from __future__ import annotations
 
-import csv
 import logging
 from decimal import Decimal
 
@@ -15,13 +14,14 @@ from candlecast.jobs import modeling, pipeline
 from candlecast.jobs.reference import read_history
 from candlecast.ml.bundle import ModelBundle
 from candlecast.ml.features import REFERENCE_FEATURES
-from candlecast.store import candle_rows, predictions
 from candlecast.store import candles as store
 from candlecast.store import pairs as pair_store
+from candlecast.store import predictions
 from candlecast.store.candle_rows import pair_conditions
 from candlecast.store.db import write_transaction
 from candlecast.store.tables import candles, model_predictions
-from tests.shared_data import MAIN_CSV, shared_data_path
+from tests.integration.api_support import csv_rows
+from tests.shared_data import MAIN_CSV
 
 STEP = 300_000
 DAY = 86_400_000
@@ -32,17 +32,6 @@ ETH_CSV = "ethusdt-5m-2025-08-19_2025-09-20-full.csv"
 PARAMS = {"n_estimators": 40, "min_val_skill": -10.0}
 
 
-def _rows(name: str) -> list[candle_rows.CandleRow]:
-    rows: list[candle_rows.CandleRow] = []
-    with shared_data_path(name).open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            open_time = parse_iso_utc(row["open_time"])
-            if FIRST <= open_time <= LAST:
-                prices = (row["open"], row["high"], row["low"], row["close"], row["volume"])
-                rows.append((open_time, *prices, open_time + STEP - 1, None, None, None, None))
-    return rows
-
-
 @pytest.fixture
 def two_pairs(engine: Engine) -> Engine:
     with write_transaction(engine) as connection:
@@ -51,7 +40,7 @@ def two_pairs(engine: Engine) -> Engine:
                 connection,
                 symbol=symbol,
                 interval="5m",
-                rows=_rows(name),
+                rows=csv_rows(name, first=FIRST, last=LAST),
                 source="file",
                 fetched_at=0,
             )
