@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine, delete
 
@@ -125,3 +126,21 @@ def test_an_unfollowed_reference_is_not_used_until_it_is_followed_again(two_pair
     with write_transaction(two_pairs) as connection:
         pair_store.add(connection, Pair("BTCUSDT", "5m"), added_at=2)
     assert _train(two_pairs, "ETHUSDT").reference == "BTCUSDT"
+
+
+def test_a_champion_with_a_reference_is_compared_on_its_references_candles(
+    two_pairs: Engine,
+) -> None:
+    champion = _train(two_pairs, "ETHUSDT")
+    with write_transaction(two_pairs) as connection:
+        pair_store.remove(connection, Pair("BTCUSDT", "5m"), removed_at=1)
+    new = _train(two_pairs, "ETHUSDT")
+    assert champion.reference == "BTCUSDT" and new.reference is None
+    with two_pairs.connect() as connection:
+        alone = read_history(connection, symbol="ETHUSDT", interval="5m", start=FIRST)
+        beside = read_history(
+            connection, symbol="ETHUSDT", interval="5m", start=FIRST, reference="BTCUSDT"
+        )
+    compared = modeling._comparison_frame(two_pairs, alone, new, champion)
+    expected = beside[beside["open_time"] >= int(compared["open_time"].iloc[0])]
+    pd.testing.assert_frame_equal(compared, expected.reset_index(drop=True))

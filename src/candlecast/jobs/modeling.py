@@ -17,10 +17,10 @@ from candlecast.domain import CandlecastError, ExchangeError, interval_ms, iso_u
 from candlecast.jobs import horizons as horizon_jobs
 from candlecast.jobs.common import DAY_MS, now_ms, recorded_run
 from candlecast.jobs.model_cache import ModelCache
-from candlecast.jobs.reference import choose_reference, read_history
+from candlecast.jobs.reference import choose_reference, read_history, with_reference
 from candlecast.ml.bundle import ModelBundle
 from candlecast.ml.evaluate import prospective_metrics, walk_forward
-from candlecast.ml.features import FEATURE_WINDOW, attach_reference
+from candlecast.ml.features import FEATURE_WINDOW
 from candlecast.ml.promotion import comparison_window, decide
 from candlecast.ml.quantiles import QUANTILE_COLUMNS
 from candlecast.ml.train import TrainParams, train_with_inputs
@@ -85,13 +85,9 @@ def _comparison_frame(
     if champion.reference is None or champion.reference == new.reference:
         return window
     with engine.connect() as connection:
-        ref = candle_reads.read_frame(
-            connection,
-            symbol=champion.reference,
-            interval=str(new.meta["interval"]),
-            start=int(window["open_time"].iloc[0]),
+        return with_reference(
+            connection, window, interval=str(new.meta["interval"]), reference=champion.reference
         )
-    return attach_reference(window, ref)
 
 
 def validation_summary(bundle: ModelBundle) -> dict[str, Any]:

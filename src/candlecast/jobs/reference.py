@@ -38,9 +38,23 @@ def read_history(
     frame = candle_reads.read_frame(
         connection, symbol=symbol, interval=interval, start=start, end=end
     )
-    if reference is None or frame.empty:
+    if reference is None:
         return frame
+    return with_reference(connection, frame, interval=interval, reference=reference)
+
+
+def with_reference(
+    connection: Connection, frame: pd.DataFrame, *, interval: str, reference: str
+) -> pd.DataFrame:
+    """The frame with the stored candles of `reference` at its open_times beside it."""
+    if frame.empty:
+        return frame
+    times = frame["open_time"]
     ref = candle_reads.read_frame(
-        connection, symbol=reference, interval=interval, start=start, end=end
+        connection,
+        symbol=reference,
+        interval=interval,
+        start=int(times.iloc[0]),
+        end=int(times.iloc[-1]),
     )
     return attach_reference(frame, ref)
